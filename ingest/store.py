@@ -1,0 +1,239 @@
+"""PostgreSQL on the ingest side: the only module here importing asyncpg.
+
+Connects (to the configured DSN or the embedded server), applies schema.sql, and stores finished
+calls idempotently on (telephone system, call id): storing a call again replaces its row, its
+segments and its ring attempts, never duplicates them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from ingest.config import SystemConfig
+from ingest.errors import DatabaseError
+from ingest.records import CallRecord
+
+log = logging.getLogger(__name__)
+
+# Lock key so two `db init` runs never apply the schema at the same time.
+_SCHEMA_LOCK = 0x43414C4C  # "CALL"
+
+# Errors meaning "the server is not there (now)": worth a retry, not a crash.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def schema_sql() -> str:
+    """The text of schema.sql (installed beside the package, or in the source tree)."""
+    source_tree = Path(__file__).resolve().parent.parent / "schema.sql"
+    if source_tree.exists():
+        return source_tree.read_text(encoding="utf-8")
+    return resources.files("ingest").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def schema_file_version() -> int:
+    """The version number schema.sql sets."""
+    text = schema_sql()
+    marker = "INSERT INTO schema_version (singleton, version) VALUES (true, "
+    return int(text[text.index(marker) + len(marker):].split(")", 1)[0])
+
+
+async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+    """Open one connection, turning failures into a DatabaseError that names the server."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=timeout)
+    except (*CONNECTION_ERRORS, TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to PostgreSQL at {_where(dsn)}: {exc}") from exc
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+    """A connection pool, with the same error translation as `connect`."""
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10.0)
+    except (*CONNECTION_ERRORS, TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to PostgreSQL at {_where(dsn)}: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+def _where(dsn: str) -> str:
+    from ingest.config import redact_dsn
+
+    return redact_dsn(dsn)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What `db status` reports."""
+
+    server_version: str
+    database: str
+    schema_version: int | None
+    calls: int | None
+
+
+async def init_schema(conn: asyncpg.Connection) -> tuple[int | None, int]:
+    """Apply schema.sql; returns (version before, version after). Safe to run again."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+        before = await _schema_version(conn)
+        await conn.execute(schema_sql())
+        after = await _schema_version(conn)
+    assert after is not None
+    return before, after
+
+
+async def _schema_version(conn: asyncpg.Connection) -> int | None:
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        return None
+    version: int | None = await conn.fetchval("SELECT version FROM schema_version")
+    return version
+
+
+async def schema_status(conn: asyncpg.Connection) -> SchemaStatus:
+    """Server version, database name, schema version and call count."""
+    version = await _schema_version(conn)
+    calls = await conn.fetchval("SELECT count(*) FROM calls") if version is not None else None
+    return SchemaStatus(
+        server_version=str(await conn.fetchval("SHOW server_version")),
+        database=str(await conn.fetchval("SELECT current_database()")),
+        schema_version=version,
+        calls=calls,
+    )
+
+
+async def ensure_system(conn: asyncpg.Connection, system: SystemConfig) -> int:
+    """The id of `system` in telephone_systems, creating it (and its branch) when new."""
+    system_id: int | None = await conn.fetchval(
+        "SELECT id FROM telephone_systems WHERE name = $1", system.name
+    )
+    if system_id is not None:
+        return system_id
+    async with conn.transaction():
+        branch_id = await conn.fetchval(
+            "INSERT INTO branches (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+            " RETURNING id",
+            system.branch,
+        )
+        system_id = await conn.fetchval(
+            """INSERT INTO telephone_systems (branch_id, name, ami_host, ami_port, country_code, city_code,
+                   outgoing_prefix, timezone, extension_from, extension_pattern, trunk_patterns,
+                   inbound_contexts)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+               RETURNING id""",
+            branch_id, system.name, system.host, system.port, system.country_code, system.city_code,
+            system.outgoing_prefix, system.timezone, system.extension_from, system.extension_pattern,
+            list(system.trunks), list(system.inbound_contexts),
+        )
+    assert system_id is not None
+    return system_id
+
+
+_UPSERT_CALL = """
+INSERT INTO calls (system_id, call_id, linkedids, direction, status, reason, caller, caller_name, callee,
+                   external_number, start_time, answer_time, end_time, wait_seconds, talk_seconds,
+                   duration_seconds, transfer_count, agents, rang, recovered, source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+ON CONFLICT (system_id, call_id) DO UPDATE SET
+    linkedids = EXCLUDED.linkedids, direction = EXCLUDED.direction, status = EXCLUDED.status,
+    reason = EXCLUDED.reason, caller = EXCLUDED.caller, caller_name = EXCLUDED.caller_name,
+    callee = EXCLUDED.callee, external_number = EXCLUDED.external_number,
+    start_time = EXCLUDED.start_time, answer_time = EXCLUDED.answer_time, end_time = EXCLUDED.end_time,
+    wait_seconds = EXCLUDED.wait_seconds, talk_seconds = EXCLUDED.talk_seconds,
+    duration_seconds = EXCLUDED.duration_seconds, transfer_count = EXCLUDED.transfer_count,
+    agents = EXCLUDED.agents, rang = EXCLUDED.rang, recovered = EXCLUDED.recovered,
+    source = EXCLUDED.source, stored_at = now()
+RETURNING id, (xmax = 0) AS inserted
+"""
+
+
+def call_row(system_id: int, record: CallRecord, source: str) -> tuple[Any, ...]:
+    """The `calls` row of one record, in _UPSERT_CALL's parameter order."""
+    return (
+        system_id, record.call_id, list(record.linkedids or (record.call_id,)), record.direction,
+        record.status, record.reason, record.caller, record.caller_name, record.callee,
+        record.external_number, record.start, record.answer, record.end,
+        round(record.wait_seconds, 3), round(record.talk_seconds, 3), round(record.duration_seconds, 3),
+        record.transfer_count, list(record.agents), list(record.rang_extensions), record.recovered, source,
+    )
+
+
+async def store_calls(
+    conn: asyncpg.Connection, system_id: int, records: Sequence[CallRecord], *, source: str = "ami"
+) -> int:
+    """Store `records` in one transaction, idempotently; returns how many were written."""
+    if not records:
+        return 0
+    async with conn.transaction():
+        pks: list[int] = []
+        new: list[CallRecord] = []
+        for record in records:
+            row = await conn.fetchrow(_UPSERT_CALL, *call_row(system_id, record, source))
+            assert row is not None
+            pks.append(row["id"])
+            if row["inserted"]:
+                new.append(record)
+        await conn.execute("DELETE FROM call_segments WHERE call_pk = ANY($1)", pks)
+        await conn.execute("DELETE FROM call_ring_attempts WHERE call_pk = ANY($1)", pks)
+        await conn.executemany(
+            """INSERT INTO call_segments (call_pk, seq, extension, began_by, ring_start, answer_time,
+                   end_time, talk_seconds, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            [
+                (pk, seq, s.extension, s.began_by, s.ring_start, s.answer, s.end, round(s.talk_seconds, 3),
+                 s.channel)
+                for pk, record in zip(pks, records, strict=True)
+                for seq, s in enumerate(record.segments, start=1)
+            ],
+        )
+        await conn.executemany(
+            """INSERT INTO call_ring_attempts (call_pk, seq, extension, start_time, end_time, outcome)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            [
+                (pk, seq, r.extension, r.start, r.end, r.outcome)
+                for pk, record in zip(pks, records, strict=True)
+                for seq, r in enumerate(record.rang, start=1)
+            ],
+        )
+        # Only calls seen for the first time count, so storing a call again counts nothing twice.
+        await _register_unmapped(conn, system_id, new)
+    return len(records)
+
+
+async def _register_unmapped(conn: asyncpg.Connection, system_id: int, records: Iterable[CallRecord]) -> None:
+    """Record extensions seen on the wire that no assignment covers at the call's time."""
+    seen: dict[str, tuple[datetime, datetime, int]] = {}
+    for record in records:
+        for extension in {*record.agents, *record.rang_extensions}:
+            first, last, count = seen.get(extension, (record.start, record.start, 0))
+            seen[extension] = (min(first, record.start), max(last, record.start), count + 1)
+    if not seen:
+        return
+    await conn.executemany(
+        """INSERT INTO unmapped_extensions AS u (system_id, extension, first_seen, last_seen, call_count)
+           SELECT $1, $2, $3, $4, $5
+           WHERE NOT EXISTS (SELECT 1 FROM extension_assignments a
+                             WHERE a.system_id = $1 AND a.extension = $2
+                               AND a.valid_from <= $4 AND (a.valid_to IS NULL OR a.valid_to > $4))
+           ON CONFLICT (system_id, extension) DO UPDATE SET
+               first_seen = least(u.first_seen, EXCLUDED.first_seen),
+               last_seen = greatest(u.last_seen, EXCLUDED.last_seen),
+               call_count = u.call_count + EXCLUDED.call_count""",
+        [(system_id, ext, first, last, count) for ext, (first, last, count) in seen.items()],
+    )
