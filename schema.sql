@@ -201,7 +201,117 @@ CREATE TABLE IF NOT EXISTS import_runs (
     rows_skipped    bigint NOT NULL DEFAULT 0 CHECK (rows_skipped >= 0)
 );
 
+-- Report rollups (reports/, issue 5) ------------------------------------------------------------
+
+-- Per telephone system and local day (in the system's time zone) and per direction and status:
+-- call counts and sums, kept up to date by statement triggers on `calls`, so a season's or a year's
+-- totals read a few thousand rows instead of millions (a Jalali month or season is a union of local
+-- days). The report reads `calls` itself for detail rows, agent filters and other time zones.
+CREATE TABLE IF NOT EXISTS report_daily_totals (
+    system_id       bigint NOT NULL REFERENCES telephone_systems (id),
+    day             date NOT NULL,                 -- local day in the system's time zone
+    direction       text NOT NULL,
+    status          text NOT NULL,
+    calls           bigint NOT NULL DEFAULT 0,
+    talk_seconds    numeric NOT NULL DEFAULT 0,
+    wait_seconds    numeric NOT NULL DEFAULT 0,
+    transfers       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (system_id, day, direction, status)
+);
+
+-- The three trigger functions fold a statement's transition tables into the rollup, sorted by key
+-- so concurrent writers lock rollup rows in the same order (no deadlocks).
+CREATE OR REPLACE FUNCTION report_rollup_on_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO report_daily_totals AS t
+           (system_id, day, direction, status, calls, talk_seconds, wait_seconds, transfers)
+    SELECT n.system_id, (n.start_time AT TIME ZONE s.timezone)::date, n.direction, n.status,
+           count(*), sum(n.talk_seconds), sum(n.wait_seconds), sum(n.transfer_count)
+    FROM report_new_calls n JOIN telephone_systems s ON s.id = n.system_id
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (system_id, day, direction, status) DO UPDATE SET
+        calls = t.calls + EXCLUDED.calls, talk_seconds = t.talk_seconds + EXCLUDED.talk_seconds,
+        wait_seconds = t.wait_seconds + EXCLUDED.wait_seconds, transfers = t.transfers + EXCLUDED.transfers;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION report_rollup_on_delete() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO report_daily_totals AS t
+           (system_id, day, direction, status, calls, talk_seconds, wait_seconds, transfers)
+    SELECT o.system_id, (o.start_time AT TIME ZONE s.timezone)::date, o.direction, o.status,
+           -count(*), -sum(o.talk_seconds), -sum(o.wait_seconds), -sum(o.transfer_count)
+    FROM report_old_calls o JOIN telephone_systems s ON s.id = o.system_id
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (system_id, day, direction, status) DO UPDATE SET
+        calls = t.calls + EXCLUDED.calls, talk_seconds = t.talk_seconds + EXCLUDED.talk_seconds,
+        wait_seconds = t.wait_seconds + EXCLUDED.wait_seconds, transfers = t.transfers + EXCLUDED.transfers;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION report_rollup_on_update() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- Old rows out and new rows in, in one upsert: a key may appear only once per statement.
+    INSERT INTO report_daily_totals AS t
+           (system_id, day, direction, status, calls, talk_seconds, wait_seconds, transfers)
+    SELECT system_id, day, direction, status, sum(calls), sum(talk), sum(wait), sum(transfers)
+    FROM (SELECT o.system_id, (o.start_time AT TIME ZONE s.timezone)::date AS day, o.direction, o.status,
+                 -1 AS calls, -o.talk_seconds AS talk, -o.wait_seconds AS wait, -o.transfer_count AS transfers
+          FROM report_old_calls o JOIN telephone_systems s ON s.id = o.system_id
+          UNION ALL
+          SELECT n.system_id, (n.start_time AT TIME ZONE s.timezone)::date, n.direction, n.status,
+                 1, n.talk_seconds, n.wait_seconds, n.transfer_count
+          FROM report_new_calls n JOIN telephone_systems s ON s.id = n.system_id) AS changes
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (system_id, day, direction, status) DO UPDATE SET
+        calls = t.calls + EXCLUDED.calls, talk_seconds = t.talk_seconds + EXCLUDED.talk_seconds,
+        wait_seconds = t.wait_seconds + EXCLUDED.wait_seconds, transfers = t.transfers + EXCLUDED.transfers;
+    RETURN NULL;
+END $fn$;
+
+-- Recompute one system's rollup (all systems when NULL) from `calls`: used when the rollup is
+-- created over existing calls, when a system's time zone changes, and after bulk loads that ran
+-- with the triggers disabled.
+CREATE OR REPLACE FUNCTION report_rollup_rebuild(only_system bigint) RETURNS void LANGUAGE sql AS $fn$
+    DELETE FROM report_daily_totals WHERE only_system IS NULL OR system_id = only_system;
+    INSERT INTO report_daily_totals (system_id, day, direction, status, calls, talk_seconds, wait_seconds, transfers)
+    SELECT c.system_id, (c.start_time AT TIME ZONE s.timezone)::date, c.direction, c.status,
+           count(*), sum(c.talk_seconds), sum(c.wait_seconds), sum(c.transfer_count)
+    FROM calls c JOIN telephone_systems s ON s.id = c.system_id
+    WHERE only_system IS NULL OR c.system_id = only_system
+    GROUP BY 1, 2, 3, 4;
+$fn$;
+
+CREATE OR REPLACE FUNCTION report_rollup_on_timezone() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM report_rollup_rebuild(NEW.id);
+    RETURN NULL;
+END $fn$;
+
+-- Triggers are created once (guarded, so init stays idempotent); the rollup is then filled from
+-- the calls already stored, in the same transaction, after the triggers hold their lock on calls.
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'calls'::regclass
+                   AND tgname = 'report_rollup_insert') THEN
+        CREATE TRIGGER report_rollup_insert AFTER INSERT ON calls
+            REFERENCING NEW TABLE AS report_new_calls
+            FOR EACH STATEMENT EXECUTE FUNCTION report_rollup_on_insert();
+        CREATE TRIGGER report_rollup_update AFTER UPDATE ON calls
+            REFERENCING OLD TABLE AS report_old_calls NEW TABLE AS report_new_calls
+            FOR EACH STATEMENT EXECUTE FUNCTION report_rollup_on_update();
+        CREATE TRIGGER report_rollup_delete AFTER DELETE ON calls
+            REFERENCING OLD TABLE AS report_old_calls
+            FOR EACH STATEMENT EXECUTE FUNCTION report_rollup_on_delete();
+        CREATE TRIGGER report_rollup_timezone AFTER UPDATE OF timezone ON telephone_systems
+            FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)
+            EXECUTE FUNCTION report_rollup_on_timezone();
+        PERFORM report_rollup_rebuild(NULL);
+    END IF;
+END
+$do$;
+
 -- Keep this statement last and its form unchanged: ingest/store.py reads the version from it.
-INSERT INTO schema_version (singleton, version) VALUES (true, 1)
+INSERT INTO schema_version (singleton, version) VALUES (true, 2)
     ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now()
     WHERE schema_version.version < EXCLUDED.version;

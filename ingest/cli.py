@@ -167,3 +167,90 @@ def db_stop() -> None:
         click.echo(f"embedded PostgreSQL in {pg.data_dir() / 'pg'} stopped")
     else:
         click.echo("the embedded PostgreSQL is not running")
+
+
+@main.command("replay")
+@click.option("--system", "system_name", default=None, help="Telephone system whose rules read the trace.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="TOML configuration file (overrides the global --config).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per call instead of storing.")
+@click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.pass_context
+def replay(
+    ctx: click.Context, system_name: str | None, config_file: Path | None, as_json: bool, traces: tuple[Path, ...]
+) -> None:
+    """Run recorded AMI traces (raw AMI text or .jsonl) through the call assembler.
+
+    Without --json the calls are stored in the database (storing them again changes nothing);
+    with --json each finished call is printed as one JSON object per line, in finishing order.
+    Calls still open at the end are closed as recovered. A one-line summary goes to stderr.
+    """
+    from ingest.replay import replay_json, replay_to_database
+
+    try:
+        config = load_config(config_file, required=True) if config_file is not None else get_config(ctx)
+        system = config.system(system_name)
+    except CalltrailError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        stats = replay_json(traces, system, sys.stdout)
+    else:
+        stats = run_async(lambda: replay_to_database(traces, config, system))
+    click.echo(stats.summary(), err=True)
+
+
+@main.command("run")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="Log lines as text, or one JSON object per line for log shippers.",
+)
+@click.option(
+    "--metrics", "metrics_listen", default=None, metavar="HOST:PORT",
+    help="Serve /healthz and /metrics here (overrides [daemon] metrics; \"\" turns it off).",
+)
+@click.pass_context
+def run(ctx: click.Context, log_format: str, metrics_listen: str | None) -> None:
+    """Run the ingestion daemon: AMI events in, one record per call in PostgreSQL (until SIGTERM)."""
+    from ingest.daemon import run_daemon
+
+    # A daemon logs one INFO line per stored call: INFO is its floor, -v adds DEBUG.
+    setup_logging(max(1, ctx.find_root().params.get("verbose", 0) + 1), log_format)
+    config = get_config(ctx)
+    ctx.exit(run_async(lambda: run_daemon(config, metrics_listen=metrics_listen)))
+
+
+@main.command("check-config")
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def check_config(ctx: click.Context, path: Path | None) -> None:
+    """Validate the configuration file; name every bad field with its line."""
+    import os
+
+    from ingest.config import DEFAULT_CONFIG_PATH
+    from ingest.config_check import check_config_file
+
+    if path is None:
+        path = ctx.find_root().params.get("config_path") or Path(
+            os.environ.get("CALLTRAIL_CONFIG", str(DEFAULT_CONFIG_PATH))
+        )
+    assert path is not None
+    if not path.exists():
+        raise click.ClickException(f"configuration file {path} does not exist")
+    config, problems = check_config_file(path)
+    for problem in problems:
+        click.echo(problem.format(path), err=True)
+    if config is None:
+        raise click.ClickException(f"{path}: {len(problems)} problem(s)")
+    names = ", ".join(f"{s.name} ({s.host}:{s.port})" for s in config.systems)
+    click.echo(f"{path}: OK: {len(config.systems)} telephone system(s): {names}; journal in {config.journal_dir}")
+
+
+# The history import lives in its own module (issue 6).
+from ingest.cli_import import import_cdr  # noqa: E402
+
+main.add_command(import_cdr)

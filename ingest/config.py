@@ -73,6 +73,49 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    """The `[daemon]` table: how `calltrail-ingest run` behaves (every key optional)."""
+
+    # host:port of /healthz and /metrics; "" turns the endpoint off.
+    metrics: str = "127.0.0.1:9108"
+    journal_segment_mb: int = 64
+    # Journal kept for re-replays; segments a replay still needs are kept beyond it.
+    journal_max_mb: int = 1024
+    ping_interval: float = 10.0
+    ping_timeout: float = 5.0
+    checkpoint_interval: float = 2.0
+    # A call with no event for this long is closed as recovered (its hang-up was lost).
+    stale_call_hours: float = 12.0
+
+
+DAEMON_FIELDS = {f.name: f for f in fields(DaemonConfig)}
+
+
+def daemon_from_dict(raw: dict[str, Any]) -> DaemonConfig:
+    """Build the DaemonConfig from the `[daemon]` table, casting and checking every key."""
+    if not isinstance(raw, dict):
+        raise ConfigError("daemon must be a table: write [daemon]")
+    unknown = set(raw) - set(DAEMON_FIELDS)
+    if unknown:
+        raise ConfigError(f"daemon: unknown key(s) {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "metrics":
+            if not isinstance(value, str) or (value and not re.fullmatch(r"\[?[\w.:-]*\]?:\d{1,5}", value)):
+                raise ConfigError(f"daemon.metrics must be \"host:port\" or \"\", not {value!r}")
+            values[key] = value
+        elif key in ("journal_segment_mb", "journal_max_mb"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"daemon.{key} must be a whole number of MiB (1 or more), not {value!r}")
+            values[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"daemon.{key} must be a positive number, not {value!r}")
+            values[key] = float(value)
+    return DaemonConfig(**values)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration."""
 
@@ -80,6 +123,7 @@ class Config:
     journal_dir: Path = Path("/var/lib/calltrail/journal")
     systems: tuple[SystemConfig, ...] = ()
     source: Path | None = None
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     def system(self, name: str | None) -> SystemConfig:
         """The named system, or the only/default one when `name` is None."""
@@ -176,7 +220,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
 
 def config_from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     """Build a Config from parsed TOML, then apply environment overrides."""
-    known = {"dsn", "dsn_file", "journal_dir", "systems"}
+    known = {"dsn", "dsn_file", "journal_dir", "systems", "daemon"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {', '.join(sorted(unknown))}")
@@ -196,7 +240,8 @@ def config_from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Conf
     if duplicated:
         raise ConfigError(f"telephone system names must be unique: {', '.join(sorted(duplicated))}")
     journal_dir = Path(os.environ.get("CALLTRAIL_JOURNAL_DIR") or raw.get("journal_dir") or Config.journal_dir)
-    return Config(dsn=dsn or None, journal_dir=journal_dir, systems=systems, source=source)
+    daemon = daemon_from_dict(raw.get("daemon", {}))
+    return Config(dsn=dsn or None, journal_dir=journal_dir, systems=systems, source=source, daemon=daemon)
 
 
 def redact_dsn(dsn: str) -> str:

@@ -35,6 +35,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.InterfaceError,
 )
+# Worth a retry later: no server, or no answer in time.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, TimeoutError)
+# Errors about what was sent (a constraint, a bad value): retrying the same data cannot help.
+DATA_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError,)
 
 
 def schema_sql() -> str:
@@ -176,11 +180,25 @@ def call_row(system_id: int, record: CallRecord, source: str) -> tuple[Any, ...]
 
 
 async def store_calls(
-    conn: asyncpg.Connection, system_id: int, records: Sequence[CallRecord], *, source: str = "ami"
+    conn: asyncpg.Connection,
+    system_id: int,
+    records: Sequence[CallRecord],
+    *,
+    source: str = "ami",
+    checkpoint: str | None = None,
+    last_event_at: datetime | None = None,
 ) -> int:
-    """Store `records` in one transaction, idempotently; returns how many were written."""
+    """Store `records` in one transaction, idempotently; returns how many were written.
+
+    With `checkpoint`, the system's journal checkpoint advances in the same transaction, so it
+    can never get ahead of the calls it vouches for.
+    """
     if not records:
+        if checkpoint is not None:
+            await save_checkpoint(conn, system_id, checkpoint, last_event_at=last_event_at)
         return 0
+    # One row per call: a batch may finish the same call twice (a replay), the last one wins.
+    records = list({record.call_id: record for record in records}.values())
     async with conn.transaction():
         pks: list[int] = []
         new: list[CallRecord] = []
@@ -213,7 +231,49 @@ async def store_calls(
         )
         # Only calls seen for the first time count, so storing a call again counts nothing twice.
         await _register_unmapped(conn, system_id, new)
+        if checkpoint is not None:
+            await save_checkpoint(conn, system_id, checkpoint, calls=len(new), last_event_at=last_event_at)
     return len(records)
+
+
+async def save_checkpoint(
+    conn: asyncpg.Connection, system_id: int, checkpoint: str, *, calls: int = 0,
+    last_event_at: datetime | None = None,
+) -> None:
+    """Record the journal position a replay starts from, and the daemon's progress, for one system."""
+    await conn.execute(
+        """INSERT INTO ingest_state AS s (system_id, checkpoint, calls_stored, last_event_at,
+                                          last_call_stored_at, updated_at)
+           VALUES ($1, $2, $3::bigint, $4, CASE WHEN $3::bigint > 0 THEN now() END, now())
+           ON CONFLICT (system_id) DO UPDATE SET
+               checkpoint = EXCLUDED.checkpoint,
+               calls_stored = s.calls_stored + EXCLUDED.calls_stored,
+               last_event_at = coalesce(EXCLUDED.last_event_at, s.last_event_at),
+               last_call_stored_at = coalesce(EXCLUDED.last_call_stored_at, s.last_call_stored_at),
+               updated_at = now()""",
+        system_id, checkpoint, calls, last_event_at,
+    )
+
+
+async def load_checkpoint(conn: asyncpg.Connection, system_id: int) -> str | None:
+    """The system's journal checkpoint, None before the daemon's first commit."""
+    value: str | None = await conn.fetchval("SELECT checkpoint FROM ingest_state WHERE system_id = $1", system_id)
+    return value
+
+
+async def stored_linkedids(
+    conn: asyncpg.Connection, system_id: int, linkedids: Sequence[str], since: datetime
+) -> set[str]:
+    """Which of `linkedids` belong to calls already stored (started after `since`, or by call id)."""
+    if not linkedids:
+        return set()
+    rows = await conn.fetch(
+        """SELECT l FROM calls, unnest(linkedids) AS l
+           WHERE system_id = $1 AND (call_id = ANY($2::text[]) OR (start_time >= $3 AND linkedids && $2::text[]))""",
+        system_id, list(linkedids), since,
+    )
+    wanted = set(linkedids)
+    return {row["l"] for row in rows if row["l"] in wanted}
 
 
 async def _register_unmapped(conn: asyncpg.Connection, system_id: int, records: Iterable[CallRecord]) -> None:

@@ -33,3 +33,22 @@ def main(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
     """
     ctx.ensure_object(dict)
     setup_logging(verbose)
+
+
+# Directory and user administration live in their own modules (issue 6).
+from reports.cli_directory import directory  # noqa: E402
+from reports.cli_users import users  # noqa: E402
+
+main.add_command(directory)
+main.add_command(users)
+
+# The reports themselves: render, totals, chain (issue 5).
+from reports.cli_report import COMMANDS as _REPORT_COMMANDS  # noqa: E402
+
+for _command in _REPORT_COMMANDS:
+    main.add_command(_command)
+
+# The web app (issue 7).
+from reports.web.cli import serve  # noqa: E402
+
+main.add_command(serve)

@@ -1,0 +1,112 @@
+# ruff: noqa: N999  (the file name is the one the issue asks for)
+"""Benchmark: `import-cdr` of a synthetic Master.csv (default 2 million rows): rows/s and peak RSS.
+
+    .venv/bin/python bench/import.py [--rows N] [--dsn DSN] [--record]
+
+Without --dsn a throwaway embedded PostgreSQL is started. Reports the whole import (parse, build
+calls, write them) and, separately, parsing and building alone, so the two costs can be told
+apart. --record appends the figures to bench/RESULTS.md under "## CDR import".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cdr_synth import write_master_file
+from bench.machine import machine_details, peak_rss_mib
+from ingest import cdr_import, pg, store
+from ingest.config import SystemConfig
+
+SYSTEM = SystemConfig(name="bench", timezone="Asia/Tehran")
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def parse_only(path: Path) -> tuple[int, int, float]:
+    """Rows read, calls built and seconds, without the database."""
+    stats = cdr_import.ImportStats()
+    started = time.perf_counter()
+    calls = 0
+    with path.open(encoding="utf-8", newline="") as handle:
+        for batch in cdr_import.produce_calls(iter(handle), str(path), SYSTEM, stats):
+            calls += len(batch)
+    return stats.rows_read, calls, time.perf_counter() - started
+
+
+async def full_import(dsn: str, path: Path) -> tuple[cdr_import.ImportStats, float]:
+    """The real import into a fresh schema; returns its stats and seconds."""
+    conn = await store.connect(dsn)
+    try:
+        await store.init_schema(conn)
+        started = time.perf_counter()
+        stats = await cdr_import.import_cdr(conn, SYSTEM, path)
+        return stats, time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+def record(text: str) -> None:
+    """Put `text` as the "## CDR import" section of RESULTS.md, replacing an older one."""
+    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    start = current.find("## CDR import")
+    if start >= 0:
+        following = current.find("\n## ", start + 1)
+        current = current[:start] + (current[following + 1:] if following >= 0 else "")
+    RESULTS.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
+
+
+def main() -> None:
+    """Run the benchmark and print (and optionally record) the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--dsn", default=None, help="PostgreSQL to write to (default: a throwaway embedded one)")
+    parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="calltrail-bench-import-"))
+    try:
+        master = work / "Master.csv"
+        started = time.perf_counter()
+        write_master_file(master, args.rows)
+        size_mib = master.stat().st_size / 2**20
+        print(f"generated {args.rows} rows ({size_mib:.0f} MiB) in {time.perf_counter() - started:.1f} s")
+        rows, calls, parse_seconds = parse_only(master)
+        parse_rss = peak_rss_mib()
+        print(f"parse+build only: {rows / parse_seconds:,.0f} rows/s ({calls} calls), peak RSS {parse_rss:.0f} MiB")
+        dsn = args.dsn
+        if dsn is None:
+            target = pg.start_embedded(work / "pg")
+            dsn = target.dsn
+        try:
+            stats, seconds = asyncio.run(full_import(dsn, master))
+        finally:
+            if args.dsn is None:
+                pg.stop_embedded(work / "pg")
+        rss = peak_rss_mib()
+        line = (f"full import: {stats.rows_read / seconds:,.0f} rows/s, {stats.calls_stored / seconds:,.0f} calls/s "
+                f"({stats.rows_read} rows, {stats.calls_stored} calls, {stats.rows_skipped} rows skipped) in "
+                f"{seconds:.1f} s; peak RSS of the importing process {rss:.0f} MiB")
+        print(line)
+        if args.record:
+            record(
+                "## CDR import\n\n"
+                f"`bench/import.py --rows {args.rows}`: synthetic Master.csv ({size_mib:.0f} MiB; inbound answered and "
+                "missed, ring groups, blind transfers, outgoing and internal calls; about 1.35 rows per call), "
+                "imported into a fresh schema on the embedded PostgreSQL of the same machine.\n\n"
+                f"- parse + group + build calls, no database: {rows / parse_seconds:,.0f} rows/s, "
+                f"peak RSS {parse_rss:.0f} MiB\n"
+                f"- {line}\n"
+                f"- machine: {machine_details()}\n"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""History import: Asterisk's Master.csv (and optionally its CEL file) -> calls in PostgreSQL.
+
+Streaming in flat memory. cdr_csv writes a row when its leg ends, so a call's rows are near each
+other in the file. Rows are joined into calls by what they share (linkedid, uniqueid, or a channel
+name alive at the time: that joins transfer legs when the CSV has no linkedid column), and a call
+is finished once the file has moved `window` past its last row's end; only calls inside that
+window are held. A row that still arrives for a finished call is skipped and counted ("raise
+--window"). The CEL file, when given, is read alongside, in step with the CDR's clock.
+
+Parsing runs in a worker thread while the previous batch is written, so the two overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ingest import cdr_store
+from ingest.cdr_calls import CallBuilder, pair_of
+from ingest.cdr_csv import CdrRow, CelRow, LocalTimes, RowError, count_lines, read_cdr, read_cel
+from ingest.config import SystemConfig
+from ingest.errors import ConfigError, InputFileError
+from ingest.records import CallRecord
+
+if TYPE_CHECKING:
+    import asyncpg
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = timedelta(hours=3)
+BATCH_CALLS = 2000
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SLACK = timedelta(seconds=1)
+_UNIQUEID = re.compile(r"^(.*)\.(\d+)$")
+
+
+@dataclass
+class ImportStats:
+    """What an import did: rows read and skipped (by reason), calls built and stored."""
+
+    rows_read: int = 0
+    cel_rows: int = 0
+    calls_built: int = 0
+    calls_stored: int = 0
+    calls_replaced: int = 0
+    calls_present: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows_skipped(self) -> int:
+        """Rows that went into no call."""
+        return sum(self.skipped.values())
+
+
+class _Group:
+    __slots__ = ("alive", "keys", "max_end", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[CdrRow] = []
+        self.keys: set[str] = set()
+        self.max_end = datetime.min.replace(tzinfo=UTC)
+        self.alive = True
+
+
+class Grouper:
+    """Joins CDR rows into calls within a bounded time window."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self.index: dict[str, _Group] = {}
+        self.heap: list[tuple[datetime, int, _Group]] = []
+        self.finished: OrderedDict[str, datetime] = OrderedDict()
+        self._seq = itertools.count()
+        self.open_rows = 0
+
+    @staticmethod
+    def keys(row: CdrRow) -> list[str]:
+        """What a row shares with the other rows of its call."""
+        keys = []
+        if row.linkedid:
+            keys.append("L" + row.linkedid)
+        if row.uniqueid:
+            keys.append("U" + row.uniqueid)
+        for channel in (row.channel, row.dstchannel):
+            if channel:
+                base = pair_of(channel)
+                suffix = base[base.rfind("-") + 1:]
+                # Only names with a unique suffix (PJSIP/101-0000002a); DAHDI/1-1 style names repeat.
+                if len(suffix) >= 4 and _HEX.issuperset(suffix):
+                    keys.append("C" + base)
+        return keys
+
+    def add(self, row: CdrRow) -> bool:
+        """Put `row` into its call; False when its call was already finished (a late row)."""
+        keys = self.keys(row)
+        groups: list[_Group] = []
+        for key in keys:
+            group = self.index.get(key)
+            # A channel name joins rows only while that channel lives: names repeat after a restart.
+            alive = group is not None and (key[0] != "C" or row.start <= group.max_end + _SLACK)
+            if alive and group is not None and group not in groups:
+                groups.append(group)
+        if not groups and any(key in self.finished for key in keys if key[0] != "C"):
+            return False
+        if groups:
+            groups.sort(key=lambda g: len(g.rows), reverse=True)
+            target = groups[0]
+            before: datetime | None = target.max_end
+            for other in groups[1:]:
+                target.rows.extend(other.rows)
+                for key in other.keys:
+                    self.index[key] = target
+                target.keys |= other.keys
+                target.max_end = max(target.max_end, other.max_end)
+                other.alive = False
+        else:
+            target, before = _Group(), None
+        target.rows.append(row)
+        self.open_rows += 1
+        for key in keys:
+            self.index[key] = target
+        target.keys.update(keys)
+        target.max_end = max(target.max_end, row.end)
+        if target.max_end != before:
+            # The call's older heap entries are now stale; this one stands for it.
+            heapq.heappush(self.heap, (target.max_end, next(self._seq), target))
+        return True
+
+    def expired(self, clock: datetime | None) -> Iterator[list[CdrRow]]:
+        """Calls whose last row ended more than `window` before `clock` (all of them when None)."""
+        limit = None if clock is None else clock - self.window
+        while self.heap and (limit is None or self.heap[0][0] < limit):
+            max_end, _, group = heapq.heappop(self.heap)
+            if not group.alive or max_end != group.max_end:
+                continue  # merged into another call, or extended: a newer entry stands for it
+            group.alive = False
+            for key in group.keys:
+                if self.index.get(key) is group:
+                    del self.index[key]
+                self.finished[key] = max_end
+            self.open_rows -= len(group.rows)
+            yield group.rows
+        if limit is not None:
+            while self.finished and next(iter(self.finished.values())) < limit - self.window:
+                self.finished.popitem(last=False)
+
+
+class CelFeed:
+    """The CEL file read in step with the CDR: uniqueid -> linkedid, and events per linkedid."""
+
+    def __init__(self, rows: Iterator[CelRow], window: timedelta) -> None:
+        self.rows = rows
+        self.window = window
+        self.pending: CelRow | None = None
+        self.linkedid_of: dict[str, tuple[str, datetime]] = {}
+        self.events: dict[str, list[CelRow]] = {}
+        self.count = 0
+
+    def advance(self, until: datetime) -> None:
+        """Read every CEL row up to `until`."""
+        while True:
+            row = self.pending if self.pending is not None else next(self.rows, None)
+            self.pending = None
+            if row is None:
+                return
+            if row.time > until:
+                self.pending = row
+                return
+            self.count += 1
+            if row.linkedid:
+                self.linkedid_of[row.uniqueid] = (row.linkedid, row.time)
+                self.events.setdefault(row.linkedid, []).append(row)
+
+    def take(self, linkedids: set[str]) -> list[CelRow]:
+        """The events of these linkedids, forgotten here."""
+        events: list[CelRow] = []
+        for linkedid in linkedids:
+            events.extend(self.events.pop(linkedid, ()))
+        return events
+
+    def prune(self, clock: datetime) -> None:
+        """Forget what no open call can need any more (calls with CEL rows but no CDR rows)."""
+        limit = clock - 2 * self.window
+        self.events = {k: v for k, v in self.events.items() if v[-1].time >= limit}
+        self.linkedid_of = {k: v for k, v in self.linkedid_of.items() if v[1] >= limit}
+
+
+def call_identity(rows: list[CdrRow]) -> tuple[str, tuple[str, ...]]:
+    """The call id (Linkedid of the first channel) and every Linkedid of the call."""
+    root = min(rows, key=lambda r: (r.start, r.line))
+    linkedids = tuple(sorted({r.linkedid for r in rows if r.linkedid}))
+    if root.linkedid:
+        return root.linkedid, linkedids
+    if linkedids:
+        return linkedids[0], linkedids
+    if root.uniqueid:
+        match = _UNIQUEID.match(root.uniqueid)
+        if root.channel.startswith("Local/") and root.channel.endswith(";2") and match:
+            # An originated Local pair: its ;1 half (uniqueid one less) has no CDR row but is the Linkedid.
+            return f"{match.group(1)}.{int(match.group(2)) - 1}", ()
+        return root.uniqueid, ()
+    return f"cdr-{root.channel}-{int(root.start.timestamp())}", ()
+
+
+def produce_calls(
+    cdr_lines: Iterator[str], cdr_path: str, system: SystemConfig, stats: ImportStats, *,
+    cel_lines: Iterator[str] | None = None, cel_path: str = "", window: timedelta = DEFAULT_WINDOW,
+    batch_size: int = BATCH_CALLS,
+) -> Iterator[list[CallRecord]]:
+    """Batches of finished calls from the CDR (and CEL) lines; counts into `stats` as it goes."""
+    try:
+        zone = ZoneInfo(system.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"systems.{system.name}.timezone: unknown time zone {system.timezone!r}") from exc
+    times = LocalTimes(zone)
+    builder = CallBuilder(system)
+    grouper = Grouper(window)
+    cel = CelFeed(read_cel(cel_lines, cel_path, LocalTimes(zone)), window) if cel_lines is not None else None
+    clock: datetime | None = None
+    batch: list[CallRecord] = []
+    since_flush = 0
+
+    def finish(rows: list[CdrRow]) -> None:
+        call_id, linkedids = call_identity(rows)
+        events = cel.take({r.linkedid for r in rows if r.linkedid} | {call_id}) if cel is not None else []
+        try:
+            batch.append(builder.build(rows, events, call_id, linkedids))
+            stats.calls_built += 1
+        except (ValueError, AssertionError) as exc:
+            log.warning("%s:%d: call %s could not be built: %s", cdr_path, rows[0].line, call_id, exc)
+            stats.skipped["call could not be built"] += len(rows)
+
+    for item in read_cdr(cdr_lines, cdr_path, times):
+        stats.rows_read += 1
+        if isinstance(item, RowError):
+            if stats.rows_read == 1 and item.reason != "empty line":
+                raise InputFileError(f"not an Asterisk CDR line: {item.reason}", path=cdr_path, line=1)
+            stats.skipped[item.reason] += 1
+            continue
+        clock = item.end if clock is None else max(clock, item.end)
+        if cel is not None:
+            cel.advance(clock + _SLACK)
+            if not item.linkedid and item.uniqueid in cel.linkedid_of:
+                item.linkedid = cel.linkedid_of[item.uniqueid][0]
+        if not grouper.add(item):
+            stats.skipped["late leg of a call already stored (raise --window)"] += 1
+        since_flush += 1
+        if since_flush >= 1000:
+            since_flush = 0
+            for rows in grouper.expired(clock):
+                finish(rows)
+            if cel is not None and stats.rows_read % 100_000 < 1000:
+                cel.prune(clock)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+    if cel is not None:
+        cel.advance(datetime.max.replace(tzinfo=UTC))
+        stats.cel_rows = cel.count
+    for rows in grouper.expired(None):
+        finish(rows)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def system_from_db(conn: asyncpg.Connection, name: str) -> SystemConfig | None:
+    """A telephone system as the directory stores it, as a SystemConfig."""
+    row = await conn.fetchrow(
+        """SELECT s.*, b.name AS branch FROM telephone_systems s JOIN branches b ON b.id = s.branch_id
+           WHERE s.name = $1""", name)
+    if row is None:
+        return None
+    return SystemConfig(
+        name=row["name"], branch=row["branch"], host=row["ami_host"] or "127.0.0.1", port=row["ami_port"],
+        extension_from=row["extension_from"], extension_pattern=row["extension_pattern"],
+        trunks=tuple(row["trunk_patterns"]), inbound_contexts=tuple(row["inbound_contexts"]),
+        country_code=row["country_code"], city_code=row["city_code"], outgoing_prefix=row["outgoing_prefix"],
+        timezone=row["timezone"],
+    )
+
+
+def _open_text(path: Path) -> TextIO:
+    try:
+        # errors="replace": one bad byte in a year of CDRs must not stop the import.
+        return path.open("r", encoding="utf-8", errors="replace", newline="")
+    except OSError as exc:
+        raise InputFileError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+
+
+async def import_cdr(
+    conn: asyncpg.Connection, system: SystemConfig, cdr_path: Path, *, cel_path: Path | None = None,
+    window: timedelta = DEFAULT_WINDOW, replace: bool = False, progress: Callable[[int], None] | None = None,
+) -> ImportStats:
+    """Import one Master.csv (and its CEL file) for `system`; safe to run again (adds nothing)."""
+    from ingest import store
+
+    system_id = await store.ensure_system(conn, system)
+    run_id = await conn.fetchval("INSERT INTO import_runs (system_id, source_file) VALUES ($1, $2) RETURNING id",
+                                 system_id, str(cdr_path))
+    await cdr_store.prepare(conn)
+    stats = ImportStats()
+    with _open_text(cdr_path) as cdr_file:
+        cel_file = _open_text(cel_path) if cel_path is not None else None
+        try:
+            batches = produce_calls(
+                count_lines(cdr_file, progress), str(cdr_path), system, stats,
+                cel_lines=iter(cel_file) if cel_file is not None else None, cel_path=str(cel_path or ""),
+                window=window,
+            )
+            writing: asyncio.Task[None] | None = None
+            while True:
+                # Parse the next batch in a thread while the previous one is being written.
+                batch = await asyncio.to_thread(next, batches, None)
+                if writing is not None:
+                    await writing
+                if batch is None:
+                    break
+                writing = asyncio.create_task(_write(conn, system_id, batch, stats, replace))
+        finally:
+            if cel_file is not None:
+                cel_file.close()
+    await conn.execute(
+        """UPDATE import_runs SET finished_at = now(), rows_read = $2, calls_stored = $3, rows_skipped = $4
+           WHERE id = $1""", run_id, stats.rows_read, stats.calls_stored + stats.calls_replaced, stats.rows_skipped)
+    log.info("imported %s: %d rows, %d calls stored, %d already present, %d rows skipped", cdr_path,
+             stats.rows_read, stats.calls_stored, stats.calls_present, stats.rows_skipped)
+    return stats
+
+
+async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecord], stats: ImportStats,
+                 replace: bool) -> None:
+    from ingest import store
+
+    present = await cdr_store.existing_calls(conn, system_id, [r.call_id for r in batch])
+    again = [r for r in batch if present.get(r.call_id) == "cdr"] if replace else []
+    if again:
+        # Only calls this import wrote before are rewritten; the daemon's (AMI) calls never are.
+        stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
+    stats.calls_present += sum(1 for r in batch if r.call_id in present) - len(again)
+    new = [r for r in batch if r.call_id not in present]
+    stats.calls_stored += await cdr_store.insert_new_calls(conn, system_id, new, source="cdr")

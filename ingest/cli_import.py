@@ -1,0 +1,68 @@
+"""`calltrail-ingest import-cdr`: load Asterisk's CDR history (thin command over ingest.cdr_import)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from ingest.errors import ConfigError
+
+
+@click.command("import-cdr")
+@click.option("--system", "system_name", default=None,
+              help="Telephone system the CDRs come from (its rules, codes and time zone read them).")
+@click.option("--cel", "cel_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The matching CEL CSV (cel_custom): exact transfers, linkedids and ring times.")
+@click.option("--window", "window_minutes", type=click.IntRange(1, 7 * 24 * 60), default=180, show_default=True,
+              help="Minutes a call stays open after its last row; raise it for calls longer than this.")
+@click.option("--replace", is_flag=True, help="Rewrite calls an earlier import stored (never the daemon's).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
+@click.argument("cdr_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.pass_context
+def import_cdr(
+    ctx: click.Context, system_name: str | None, cel_path: Path | None, window_minutes: int, replace: bool,
+    progress: bool | None, cdr_path: Path,
+) -> None:
+    """Import CDR_PATH (Asterisk's Master.csv) as calls; running it again adds nothing."""
+    from ingest import cdr_import, pg, store
+    from ingest.cli import get_config, run_async
+
+    config = get_config(ctx)
+    cdr_path = cdr_path.resolve()
+    show = sys.stderr.isatty() if progress is None else progress
+    size = cdr_path.stat().st_size
+
+    async def go() -> cdr_import.ImportStats:
+        target = await asyncio.to_thread(pg.resolve, config.dsn)
+        conn = await store.connect(target.dsn)
+        try:
+            configured = [s for s in config.systems if s.name == system_name] if system_name else list(config.systems)
+            system = configured[0] if len(configured) == 1 else None
+            if system is None and system_name is not None:
+                system = await cdr_import.system_from_db(conn, system_name)
+            if system is None:
+                raise ConfigError(
+                    f"no telephone system named {system_name!r} in the configuration or the directory"
+                    if system_name else "choose the telephone system with --system NAME"
+                )
+            if not show:
+                return await cdr_import.import_cdr(conn, system, cdr_path, cel_path=cel_path,
+                                                   window=timedelta(minutes=window_minutes), replace=replace)
+            with click.progressbar(length=size, label=cdr_path.name, file=sys.stderr) as bar:
+                return await cdr_import.import_cdr(conn, system, cdr_path, cel_path=cel_path,
+                                                   window=timedelta(minutes=window_minutes), replace=replace,
+                                                   progress=bar.update)
+        finally:
+            await conn.close()
+
+    stats = run_async(go)
+    click.echo(f"rows read: {stats.rows_read}" + (f" (CEL rows: {stats.cel_rows})" if cel_path else ""))
+    click.echo(f"calls stored: {stats.calls_stored}" + (f", rewritten: {stats.calls_replaced}" if replace else ""))
+    click.echo(f"calls already stored, left as they were: {stats.calls_present}")
+    click.echo(f"rows skipped: {stats.rows_skipped}")
+    for reason, count in stats.skipped.most_common():
+        click.echo(f"  {count}\t{reason}")

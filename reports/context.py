@@ -1,0 +1,349 @@
+"""Query rows turned into the documented dataclasses the renderers read (pure: no IO).
+
+A `ReportDocument` is the call-details report: header, totals per bucket (D) and for the period
+(E), and its call rows as a lazy async stream, so a million-row export never sits in memory.
+`sections` interleaves the rows with bucket openings and closings for renderers that print
+subtotals under each bucket, as the seed does.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from reports.calendar import Bucket
+from reports.data import SystemInfo
+from reports.filters import CallType, ReportRequest
+from reports.text import Formatter, half_up
+
+# Totals fields holding seconds (Decimal); the others are counts.
+_SECONDS = frozenset({"incoming_talk", "outgoing_talk", "internal_talk", "wait_seconds"})
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Counts and sums over a set of calls (seconds as Decimal); averages are derived."""
+
+    calls: int = 0
+    incoming: int = 0
+    incoming_talk: Decimal = Decimal(0)
+    outgoing: int = 0
+    outgoing_talk: Decimal = Decimal(0)
+    missed: int = 0
+    internal: int = 0
+    internal_talk: Decimal = Decimal(0)
+    answered: int = 0
+    wait_seconds: Decimal = Decimal(0)
+    transfers: int = 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> Totals:
+        """Totals from a query row holding the same column names (None: all zero)."""
+        if record is None:
+            return cls()
+        values: dict[str, Any] = {f.name: (Decimal(record[f.name]) if f.name in _SECONDS else int(record[f.name]))
+                                  for f in fields(cls)}
+        return cls(**values)
+
+    def __add__(self, other: Totals) -> Totals:
+        values: dict[str, Any] = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        return Totals(**values)
+
+    @staticmethod
+    def _average(total: Decimal | int, count: int, places: int = 0) -> Decimal | None:
+        return half_up(Decimal(total) / count, places) if count else None
+
+    @property
+    def avg_incoming_talk(self) -> Decimal | None:
+        """Average talk seconds of received incoming calls (half up to the second)."""
+        return self._average(self.incoming_talk, self.incoming)
+
+    @property
+    def avg_outgoing_talk(self) -> Decimal | None:
+        """Average talk seconds of outgoing calls."""
+        return self._average(self.outgoing_talk, self.outgoing)
+
+    @property
+    def avg_wait(self) -> Decimal | None:
+        """Average wait seconds over all counted calls."""
+        return self._average(self.wait_seconds, self.calls)
+
+    @property
+    def avg_transfers(self) -> Decimal | None:
+        """Average transfer count over all counted calls, to one decimal."""
+        return self._average(self.transfers, self.calls, 1)
+
+    def divided(self, rows: int) -> Totals:
+        """Every figure divided by `rows`, rounded half up (the sibling reports' Average row)."""
+        if rows <= 0:
+            return Totals()
+        averaged = {f.name: half_up(Decimal(getattr(self, f.name)) / rows) for f in fields(self)}
+        values: dict[str, Any] = {name: (value if name in _SECONDS else int(value)) for name, value in averaged.items()}
+        return Totals(**values)
+
+
+@dataclass(frozen=True)
+class BucketTotals:
+    """One bucket (day, month, season, year) and its totals (the seed's D)."""
+
+    bucket: Bucket
+    label: str
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class AgentRef:
+    """One agent of a call's chain: the extension and, when assigned at the time, the user's name."""
+
+    extension: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    """A CRM identity holding the call's outside number (the seed's B)."""
+
+    id: int
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One call as the report shows it."""
+
+    number: int
+    call_id: str
+    system: str
+    start: datetime
+    bucket: int
+    kind: CallType
+    direction: str
+    status: str
+    reason: str | None
+    caller: str
+    caller_name: str | None
+    callee: str
+    external_number: str | None
+    agents: tuple[AgentRef, ...]
+    identities: tuple[IdentityRef, ...]
+    transfer_count: int
+    wait_seconds: Decimal
+    talk_seconds: Decimal | None
+
+    @property
+    def several_identities(self) -> bool:
+        """True when more than one identity holds the number (all are shown, flagged)."""
+        return len(self.identities) > 1
+
+    @property
+    def agent_names(self) -> str:
+        """The agent chain as text: names, or extensions where no user was assigned."""
+        return " → ".join(a.name or a.extension for a in self.agents)
+
+
+@dataclass(frozen=True)
+class Header:
+    """Title, company, when and by whom, the period and every filter (label, value) applied."""
+
+    title: str
+    company: str
+    made_at: datetime
+    made_by: str
+    first_day: date
+    last_day: date
+    filters: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class ReportDocument:
+    """The call-details report; `rows` is consumed once, in time order."""
+
+    request: ReportRequest
+    header: Header
+    buckets: tuple[BucketTotals, ...]
+    grand: Totals
+    rows: AsyncIterable[CallRow]
+    fmt: Formatter
+    rollup_used: bool = False
+
+    @property
+    def show_internal(self) -> bool:
+        """Internal calls are shown (columns and counts) only when asked for."""
+        return "internal" in self.request.types
+
+
+@dataclass(frozen=True)
+class Section:
+    """One step of a details rendering: a bucket opens, a row, or a bucket closes."""
+
+    kind: Literal["open", "row", "close"]
+    bucket: BucketTotals
+    row: CallRow | None = None
+
+
+async def sections(document: ReportDocument) -> AsyncIterator[Section]:
+    """The rows, each bucket opened before its first row and closed (with its totals) after its last."""
+    current: BucketTotals | None = None
+    async for row in document.rows:
+        if current is None or row.bucket != current.bucket.index:
+            if current is not None:
+                yield Section("close", current)
+            current = document.buckets[row.bucket]
+            yield Section("open", current)
+        yield Section("row", current, row)
+    if current is not None:
+        yield Section("close", current)
+
+
+class AssignmentBook:
+    """Who held an extension when: (system, extension) -> periods, from the assignments query."""
+
+    def __init__(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self._periods: dict[tuple[int, str], list[tuple[datetime, datetime | None, str]]] = defaultdict(list)
+        for r in records:
+            self._periods[(r["system_id"], r["extension"])].append((r["valid_from"], r["valid_to"], r["name"]))
+
+    def name(self, system_id: int, extension: str, at: datetime) -> str | None:
+        """The user assigned to `extension` at `at`, or None."""
+        for valid_from, valid_to, name in reversed(self._periods.get((system_id, extension), ())):
+            if valid_from <= at and (valid_to is None or at < valid_to):
+                return name
+        return None
+
+
+def kind_of(direction: str, status: str) -> CallType:
+    """The report's call type: missed, else the direction."""
+    if status == "missed":
+        return "missed"
+    return "incoming" if direction == "incoming" else "outgoing" if direction == "outgoing" else "internal"
+
+
+@dataclass
+class RowBuilder:
+    """Turns detail query rows into CallRows (numbering them, bucketing and naming agents)."""
+
+    request: ReportRequest
+    systems: Mapping[int, SystemInfo]
+    book: AssignmentBook
+    next_number: int = 1
+    _starts: Sequence[datetime] = field(default=(), init=False)
+    _zone: ZoneInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._starts = self.request.bucket_starts()
+        self._zone = self.request.zone
+
+    def build(self, r: Mapping[str, Any]) -> CallRow:
+        """One CallRow from one row of details.sql."""
+        start: datetime = r["start_time"]
+        direction, status = r["direction"], r["status"]
+        extensions = list(r["chain"] or ())
+        caller = r["caller"]
+        if direction != "incoming" and caller and caller not in extensions:
+            extensions.insert(0, caller)
+        agents = tuple(AgentRef(ext, self.book.name(r["system_id"], ext, start)) for ext in dict.fromkeys(extensions))
+        identities = tuple(IdentityRef(i, n, u) for i, n, u in zip(
+            r["identity_ids"] or (), r["identity_names"] or (), r["identity_urls"] or (), strict=True))
+        system = self.systems.get(r["system_id"])
+        row = CallRow(
+            number=self.next_number, call_id=r["call_id"], system=system.label if system else str(r["system_id"]),
+            start=start.astimezone(self._zone), bucket=bisect.bisect_right(self._starts, start) - 1,
+            kind=kind_of(direction, status), direction=direction, status=status, reason=r["reason"],
+            caller=caller, caller_name=r["caller_name"], callee=r["callee"], external_number=r["external_number"],
+            agents=agents, identities=identities, transfer_count=r["transfer_count"],
+            wait_seconds=r["wait_seconds"], talk_seconds=r["talk_seconds"] if status == "answered" else None,
+        )
+        self.next_number += 1
+        return row
+
+    async def stream(self, records: AsyncIterable[Mapping[str, Any]]) -> AsyncIterator[CallRow]:
+        """CallRows from a stream of detail rows."""
+        async for r in records:
+            yield self.build(r)
+
+
+async def iterate(rows: Iterable[CallRow]) -> AsyncIterator[CallRow]:
+    """An async stream over rows already in memory."""
+    for row in rows:
+        yield row
+
+
+@dataclass(frozen=True)
+class TotalsLine:
+    """One row of a sibling report: its key (agent, date or number), a note, and its totals."""
+
+    key: str
+    note: str
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class TotalsDocument:
+    """A sibling report: totals by agent, date or phone number, with Sum and Average rows."""
+
+    by: Literal["agent", "date", "number"]
+    request: ReportRequest
+    header: Header
+    lines: tuple[TotalsLine, ...]
+    fmt: Formatter
+
+    @property
+    def sum(self) -> Totals:
+        """The Sum row."""
+        total = Totals()
+        for line in self.lines:
+            total = total + line.totals
+        return total
+
+    @property
+    def average(self) -> Totals:
+        """The Average row: the Sum divided by the number of rows, rounded half up."""
+        return self.sum.divided(len(self.lines))
+
+    @property
+    def show_internal(self) -> bool:
+        """Internal columns only when internal calls were asked for (never by number)."""
+        return "internal" in self.request.types and self.by != "number"
+
+
+@dataclass(frozen=True)
+class ChainTurn:
+    """One turn of a transfer chain, or one ring attempt."""
+
+    seq: int
+    extension: str
+    agent: str | None
+    how: str
+    start: datetime | None
+    answer: datetime | None
+    end: datetime | None
+    ring_seconds: Decimal | None
+    talk_seconds: Decimal | None
+
+
+@dataclass(frozen=True)
+class ChainDocument:
+    """One call's full transfer chain: the call, its turns and every extension that rang."""
+
+    header: Header
+    call_id: str
+    system: str
+    kind: CallType
+    reason: str | None
+    caller: str
+    callee: str
+    start: datetime
+    end: datetime
+    wait_seconds: Decimal
+    talk_seconds: Decimal
+    transfer_count: int
+    turns: tuple[ChainTurn, ...]
+    rings: tuple[ChainTurn, ...]
+    fmt: Formatter

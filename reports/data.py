@@ -1,0 +1,213 @@
+"""The report side's database access: the only module here importing asyncpg.
+
+Runs the named queries of `reports/queries/` with their `$n` parameters and returns plain records.
+Totals come from the per-day rollup (`report_daily_totals`) when the filters allow, otherwise from
+`calls`; both queries return the same columns, keyed by bucket (None: the whole period).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from reports.errors import ReportFilterError
+from reports.filters import ReportRequest
+
+log = logging.getLogger(__name__)
+
+# asyncpg ships no type information: its objects are Any to mypy, named here for readers.
+Connection: TypeAlias = Any
+Pool: TypeAlias = Any
+Record = Mapping[str, Any]
+QUERIES = Path(__file__).resolve().parent / "queries"
+# Rows fetched per round trip when streaming detail rows through a server-side cursor.
+PREFETCH = 2000
+
+
+@asynccontextmanager
+async def acquire(source: Connection | Pool) -> AsyncIterator[Connection]:
+    """A connection from a pool (released afterwards), or the connection itself."""
+    if isinstance(source, asyncpg.Pool):
+        async with source.acquire() as conn:
+            yield conn
+    else:
+        yield source
+
+
+@cache
+def query(name: str) -> str:
+    """The text of `reports/queries/<name>.sql`."""
+    return (QUERIES / f"{name}.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """A telephone system and its branch."""
+
+    id: int
+    name: str
+    title: str
+    timezone: str
+    branch_id: int
+    branch_name: str
+    branch_title: str
+
+    @property
+    def label(self) -> str:
+        """The title when there is one, else the name."""
+        return self.title or self.name
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """The user chosen in the agent filter."""
+
+    id: int
+    username: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The request's names resolved against the database."""
+
+    systems: tuple[SystemInfo, ...]
+    agent: AgentInfo | None = None
+    branch: tuple[str, str] | None = None
+    system: SystemInfo | None = None
+
+    @property
+    def system_ids(self) -> list[int]:
+        """Ids of the telephone systems whose calls are reported."""
+        return [s.id for s in self.systems]
+
+    def by_id(self) -> dict[int, SystemInfo]:
+        """The chosen systems by id."""
+        return {s.id: s for s in self.systems}
+
+
+async def user_by_name(conn: Connection, username: str) -> Record | None:
+    """One user row (id, username, name, roles, active), or None."""
+    row: Record | None = await conn.fetchrow(query("user_by_name"), username)
+    return row
+
+
+async def resolve(conn: Connection, request: ReportRequest) -> Scope:
+    """Check the agent, branch and system names; ReportFilterError names the bad one."""
+    rows = await conn.fetch(query("scope_systems"))
+    systems = [SystemInfo(**dict(r)) for r in rows]
+    branch: tuple[str, str] | None = None
+    if request.branch is not None:
+        in_branch = [s for s in systems if request.branch in (s.branch_name, s.branch_title)]
+        if not in_branch:
+            branches = ", ".join(sorted({s.branch_name for s in systems})) or "none"
+            raise ReportFilterError("branch", f"there is no branch {request.branch!r} (known: {branches})")
+        branch = (in_branch[0].branch_name, in_branch[0].branch_title)
+        systems = in_branch
+    system: SystemInfo | None = None
+    if request.system is not None:
+        matching = [s for s in systems if request.system in (s.name, s.title)]
+        if not matching:
+            everywhere = [s for s in rows if request.system in (s["name"], s["title"])]
+            if everywhere and branch is not None:
+                raise ReportFilterError("system", f"telephone system {request.system!r} is not in branch"
+                                                  f" {request.branch!r} (it is in {everywhere[0]['branch_name']!r})")
+            known = ", ".join(s.name for s in systems) or "none"
+            raise ReportFilterError("system", f"there is no telephone system {request.system!r} (known: {known})")
+        system = matching[0]
+        systems = [system]
+    agent: AgentInfo | None = None
+    if request.agent is not None:
+        row = await user_by_name(conn, request.agent)
+        if row is None:
+            raise ReportFilterError("agent", f"there is no user {request.agent!r}")
+        agent = AgentInfo(id=row["id"], username=row["username"], name=row["name"])
+    return Scope(systems=tuple(systems), agent=agent, branch=branch, system=system)
+
+
+def _kinds(request: ReportRequest) -> list[str]:
+    return list(request.types)
+
+
+def rollup_applies(request: ReportRequest, scope: Scope) -> bool:
+    """True when the per-day rollup can answer: no agent filter, and days in the systems' own zone."""
+    return scope.agent is None and all(s.timezone == request.timezone for s in scope.systems)
+
+
+async def totals(
+    conn: Connection, request: ReportRequest, scope: Scope, *, use_rollup: bool | None = None
+) -> dict[int | None, Record]:
+    """Totals per bucket index (0-based; None for the whole period), from the rollup or `calls`."""
+    if use_rollup is None:
+        use_rollup = rollup_applies(request, scope)
+    if use_rollup:
+        rows = await conn.fetch(
+            query("totals_rollup"), request.first_day, request.last_day + timedelta(days=1),
+            scope.system_ids, _kinds(request), [b.start for b in request.buckets],
+        )
+    else:
+        start, end = request.utc_range()
+        rows = await conn.fetch(
+            query("totals_raw"), start, end, scope.system_ids, scope.agent.id if scope.agent else None,
+            _kinds(request), request.bucket_starts(),
+        )
+    log.debug("totals for %d buckets from %s", len(request.buckets), "the rollup" if use_rollup else "calls")
+    return {(None if r["bucket"] is None else r["bucket"] - 1): r for r in rows}
+
+
+def _filter_args(request: ReportRequest, scope: Scope) -> tuple[Any, ...]:
+    start, end = request.utc_range()
+    return start, end, scope.system_ids, scope.agent.id if scope.agent else None, _kinds(request)
+
+
+async def details(
+    conn: Connection, request: ReportRequest, scope: Scope, *, limit: int | None = None, offset: int = 0
+) -> AsyncIterator[Record]:
+    """Detail rows in time order, streamed through a server-side cursor (call inside a transaction)."""
+    cursor = conn.cursor(query("details"), *_filter_args(request, scope), limit, offset, prefetch=PREFETCH)
+    async for row in cursor:
+        yield row
+
+
+async def details_page(
+    conn: Connection, request: ReportRequest, scope: Scope, *, limit: int | None = None, offset: int = 0
+) -> list[Record]:
+    """Detail rows in time order, fetched at once (a page, or a small report)."""
+    rows: list[Record] = await conn.fetch(query("details"), *_filter_args(request, scope), limit, offset)
+    return rows
+
+
+async def assignments(conn: Connection, system_ids: list[int]) -> list[Record]:
+    """Extension assignments (with user names) of the given systems."""
+    rows: list[Record] = await conn.fetch(query("assignments"), system_ids)
+    return rows
+
+
+async def agent_totals(conn: Connection, request: ReportRequest, scope: Scope) -> list[Record]:
+    """One totals row per agent (user_id None: calls with no agent)."""
+    rows: list[Record] = await conn.fetch(query("totals_by_agent"), *_filter_args(request, scope))
+    return rows
+
+
+async def number_totals(conn: Connection, request: ReportRequest, scope: Scope) -> list[Record]:
+    """One totals row per outside number, in the request's sort order."""
+    rows: list[Record] = await conn.fetch(query("totals_by_number"), *_filter_args(request, scope), request.sort)
+    return rows
+
+
+async def chain(conn: Connection, call_id: str, system: str | None) -> list[tuple[Record, list[Record], list[Record]]]:
+    """Each call known by `call_id` (one per system), with its segments and ring attempts."""
+    result: list[tuple[Record, list[Record], list[Record]]] = []
+    for call in await conn.fetch(query("chain_call"), call_id, system):
+        segments = await conn.fetch(query("chain_segments"), call["id"])
+        rings = await conn.fetch(query("chain_rings"), call["id"])
+        result.append((call, list(segments), list(rings)))
+    return result

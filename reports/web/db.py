@@ -1,0 +1,118 @@
+"""The web app's own small queries (pickers, log-in, operations), over an asyncpg pool.
+
+Report data never comes from here: the report functions of `reports` produce it, and users come
+from `reports.users`. These are the lookups a form needs (branches, systems, user search) and
+the ingestion status for the admin page, each a named SQL file in `sql/` with $n parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from ingest.errors import DatabaseError
+from reports import users
+from reports.users import User
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of sql/<name>.sql."""
+    return resources.files("reports.web").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+
+
+async def create_pool(dsn: str, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool for the web app; a clear error when the server is not there."""
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=10.0)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseError(f"the web app cannot connect to PostgreSQL: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+def verify_in_thread(dsn: str, username: str, password: str) -> User | None:
+    """`reports.users.verify_password` on a connection of its own, in the calling (worker) thread.
+
+    The argon2 check inside it is deliberately slow (a few hundred ms) and synchronous; run on the
+    app's event loop it would stall every other request, so log-ins call this via asyncio.to_thread.
+    """
+
+    async def check() -> User | None:
+        conn = await asyncpg.connect(dsn, timeout=10.0)
+        try:
+            return await users.verify_password(conn, username, password)
+        finally:
+            await conn.close()
+
+    return asyncio.run(check())
+
+
+def _like_pattern(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search_users(conn: asyncpg.Connection, query: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Active users matching `query` in user name or full name."""
+    rows = await conn.fetch(sql("search_users"), _like_pattern(query.strip()), limit)
+    return [{"id": r["id"], "username": r["username"], "full_name": r["full_name"]} for r in rows]
+
+
+async def branches(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every branch: id, name and display title."""
+    rows = await conn.fetch(sql("branches"))
+    return [{"id": r["id"], "name": r["name"], "title": r["title"] or r["name"]} for r in rows]
+
+
+async def systems(conn: asyncpg.Connection, branch_id: int | None = None) -> list[dict[str, Any]]:
+    """Telephone systems of one branch (or all): id, name, title, branch id."""
+    rows = await conn.fetch(sql("systems"), branch_id)
+    return [
+        {"id": r["id"], "name": r["name"], "title": r["title"] or r["name"], "branch_id": r["branch_id"]}
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    """One telephone system's ingestion status, from the database."""
+
+    id: int
+    name: str
+    title: str
+    branch: str
+    timezone: str
+    last_event_at: datetime | None
+    last_call_stored_at: datetime | None
+    calls_stored: int
+    calls_today: int
+    checkpoint: str | None
+
+
+async def ingest_status(conn: asyncpg.Connection) -> list[SystemStatus]:
+    """Every telephone system with its ingest_state row and today's call count."""
+    rows = await conn.fetch(sql("ingest_status"))
+    return [
+        SystemStatus(
+            id=r["id"],
+            name=r["name"],
+            title=r["title"] or r["name"],
+            branch=r["branch_title"],
+            timezone=r["timezone"],
+            last_event_at=r["last_event_at"],
+            last_call_stored_at=r["last_call_stored_at"],
+            calls_stored=r["calls_stored"],
+            calls_today=r["calls_today"],
+            checkpoint=r["checkpoint"],
+        )
+        for r in rows
+    ]
