@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -52,6 +53,15 @@ async def full_import(dsn: str, path: Path) -> tuple[cdr_import.ImportStats, flo
         await conn.close()
 
 
+def calibration_seconds() -> float:
+    """Seconds for 10 million iterations of a plain Python loop: how busy the CPU was (about 0.5 s when idle)."""
+    started = time.perf_counter()
+    total = 0
+    for number in range(10_000_000):
+        total += number
+    return time.perf_counter() - started
+
+
 def record(text: str) -> None:
     """Put `text` as the "## CDR import" section of RESULTS.md, replacing an older one."""
     current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
@@ -70,6 +80,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calltrail-bench-import-"))
+    calibration = calibration_seconds()
+    load = os.getloadavg()[0]
     try:
         master = work / "Master.csv"
         started = time.perf_counter()
@@ -89,6 +101,10 @@ def main() -> None:
             if args.dsn is None:
                 pg.stop_embedded(work / "pg")
         rss = peak_rss_mib()
+        conditions = (f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; a 10-million-step "
+                      f"Python loop took {calibration:.2f} s before and {calibration_seconds():.2f} s after "
+                      "(about 0.5 s on an idle core)")
+        print(conditions)
         line = (f"full import: {stats.rows_read / seconds:,.0f} rows/s, {stats.calls_stored / seconds:,.0f} calls/s "
                 f"({stats.rows_read} rows, {stats.calls_stored} calls, {stats.rows_skipped} rows skipped) in "
                 f"{seconds:.1f} s; peak RSS of the importing process {rss:.0f} MiB")
@@ -102,6 +118,7 @@ def main() -> None:
                 f"- parse + group + build calls, no database: {rows / parse_seconds:,.0f} rows/s, "
                 f"peak RSS {parse_rss:.0f} MiB\n"
                 f"- {line}\n"
+                f"- conditions: {conditions}\n"
                 f"- machine: {machine_details()}\n"
             )
     finally:

@@ -7,7 +7,7 @@ The database is `calltrail_bench` on --server when it exists and holds at least 
 (the reports benchmark's, bench/reports.py); otherwise `calltrail_bench_web` is generated here
 (SQL generate_series: 4 telephone systems in 2 branches, 50 agents each, one Jalali year of calls,
 60% incoming / 30% outgoing / 10% internal, the per-day rollup filled by schema.sql's triggers).
-A user `bench_web` (sales manager) is added for the run.
+A user `bench_web` (sales manager) is added for the run and removed after it.
 
 The server is the real `calltrail-report serve` (one uvicorn process) on a free loopback port.
 Each client logs in once, then posts the seed's form in a closed loop: one Jalali month (the
@@ -168,6 +168,15 @@ async def add_bench_user(dsn: str) -> None:
         await conn.close()
 
 
+async def remove_bench_user(dsn: str) -> None:
+    """Leave the (shared) benchmark database as it was."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM users WHERE username = 'bench_web'")
+    finally:
+        await conn.close()
+
+
 async def latest_month(dsn: str) -> tuple[int, int]:
     """Jalali (year, month) of the latest call: the month the clients ask for."""
     conn = await asyncpg.connect(dsn)
@@ -270,6 +279,7 @@ def main() -> None:
 
     dsn = with_database(args.server, "calltrail_bench")
     found = asyncio.run(call_count(dsn))
+    load_before = os.getloadavg()[0]
     if found < args.calls:
         dsn = with_database(args.server, "calltrail_bench_web")
         found = asyncio.run(call_count(dsn))
@@ -300,10 +310,12 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+        asyncio.run(remove_bench_user(dsn))
     line = (
         f"| {found:,} calls, {args.clients} clients, {args.seconds:.0f} s | Jalali {year}/{month:02d} by day, "
         f"all systems, first {result['rows']:.0f} rows | {result['rps']:.1f} req/s | {result['p50']:.0f} ms | "
-        f"{result['p95']:.0f} ms | {result['p99']:.0f} ms | {result['single']:.0f} ms | {rss:.0f} MiB |"
+        f"{result['p95']:.0f} ms | {result['p99']:.0f} ms | {result['single']:.0f} ms | {rss:.0f} MiB | "
+        f"{load_before:.1f} |"
     )
     print(f"requests: {result['requests']}, req/s {result['rps']:.1f}, p50 {result['p50']:.0f} ms, "
           f"p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, max {result['max']:.0f} ms, "
@@ -323,8 +335,8 @@ def record(line: str) -> None:
         "`bench/web.py`: the report page (\"show\": chart, per-day and grand totals, first page of call rows)\n"
         "posted by closed-loop clients to one `calltrail-report serve` process; client and server on the same\n"
         "machine. Target: p99 under 300 ms with 20 clients.\n\n"
-        "| data, load | request | throughput | p50 | p95 | p99 | one client alone | server RSS |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        "| data, load | request | throughput | p50 | p95 | p99 | one client alone | server RSS | load avg before |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     if "\n## Web\n" not in text:
         text = text.rstrip("\n") + "\n" + header

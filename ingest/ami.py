@@ -6,9 +6,10 @@ panoramisk 1.4 (the only release on PyPI) has defects that lose calls; each is h
    vanishes ("Иван" arrives as "ван"). `AmiProtocol` decodes incrementally and counts bytes that
    are not UTF-8 at all (garbage) instead of hiding them.
 2. A raising callback escapes `data_received` and kills the connection: every dispatch is guarded.
-3. Async callbacks finish out of order: one sync sink pushes raw message text, in wire order, onto
-   an asyncio.Queue that one task consumes. Plain events skip panoramisk's `Message` (building one
-   costs more than the rest of the pipeline; see bench/RESULTS.md).
+3. Async callbacks finish out of order: one sync sink takes raw message text, in wire order, for
+   one task to consume (`sink_many` takes every event of one read as a list: one hand-off per read).
+   Plain events skip panoramisk's `Message` (building one costs more than the rest of the pipeline;
+   see bench/RESULTS.md).
 4. Half-open TCP is never noticed (pings are fire-and-forget): a watchdog pings with a timeout and
    aborts the transport, and an unanswered login is aborted too.
 5. A refused login raises nothing and is retried every 2 s forever: it is reported once as an
@@ -49,6 +50,7 @@ _BANNER = "Asterisk Call Manager/"
 _MANAGER_EVENTS = ("Event: FullyBooted\r", "Event: Shutdown\r")
 
 Sink = Callable[[str], None]
+BatchSink = Callable[[list[str]], None]
 
 
 class _QuietLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -108,24 +110,40 @@ class AmiProtocol(AMIProtocol):  # type: ignore[misc]
             self._buffer = buffer
             return
         self._buffer = buffer[end + 4:]
-        sink = owner.sink
-        for block in buffer[:end].split("\r\n\r\n"):
+        messages = buffer[:end].split("\r\n\r\n")
+        # Plain events go to the sink as one list per read (one hand-off, not one per message). The
+        # usual read holds nothing else: one scan for ActionID and a prefix test per message tell.
+        if buffer.find("ActionID: ", 0, end) < 0:
+            for block in messages:
+                if not block.startswith("Event: ") or block.startswith(_MANAGER_EVENTS):
+                    break
+            else:
+                owner.deliver(messages)
+                return
+        # Otherwise each message is looked at; anything that is not a plain event is flushed
+        # around, so the sink still sees the wire order.
+        events: list[str] = []
+        for block in messages:
             if not block.startswith("Event: "):
                 block = self._salvage(owner, block)
-                if not block or not block.startswith("Event: "):
+                if not block.startswith("Event: "):
                     if block:
+                        if events:
+                            owner.deliver(events)
+                            events = []
                         self._slow_path(owner, block)
                     continue
             if ("\r\nActionID: " not in block or RESYNC_ACTION_PREFIX in block) and not block.startswith(
                 _MANAGER_EVENTS
             ):
-                owner.stats.events += 1
-                try:
-                    sink(block)
-                except Exception:
-                    log.exception("system %s: event handler failed; event dropped", owner.system.name)
+                events.append(block)
             else:
+                if events:
+                    owner.deliver(events)
+                    events = []
                 self._slow_path(owner, block)
+        if events:
+            owner.deliver(events)
 
     def _salvage(self, owner: AmiConnection, block: str) -> str:
         block = block.strip("\r\n")
@@ -197,6 +215,7 @@ class AmiConnection:
         system: SystemConfig,
         sink: Sink,
         *,
+        sink_many: BatchSink | None = None,
         ping_interval: float = 10.0,
         ping_timeout: float = 5.0,
         login_timeout: float = 10.0,
@@ -206,6 +225,7 @@ class AmiConnection:
     ) -> None:
         self.system = system
         self.sink = sink
+        self.sink_many = sink_many
         self.stats = ConnectionStats()
         self.ping_interval, self.ping_timeout, self.login_timeout = ping_interval, ping_timeout, login_timeout
         self.backoff_initial, self.backoff_max, self.login_backoff = backoff_initial, backoff_max, login_backoff
@@ -282,16 +302,28 @@ class AmiConnection:
                 self.system.name, what, self.stats.garbage, sample[:120],
             )
 
+    def deliver(self, blocks: list[str]) -> None:
+        """Hand events to the sink, guarded: a failing sink drops what it failed on, never the socket."""
+        self.stats.events += len(blocks)
+        if self.sink_many is not None:
+            try:
+                self.sink_many(blocks)
+            except Exception:
+                log.exception("system %s: event handler failed; %d event(s) dropped", self.system.name, len(blocks))
+            return
+        sink = self.sink
+        for block in blocks:
+            try:
+                sink(block)
+            except Exception:
+                log.exception("system %s: event handler failed; event dropped", self.system.name)
+
     # The sink for events panoramisk dispatches itself (FullyBooted, Shutdown, action lists).
     def _on_message(self, manager: Any, message: Any) -> None:
         raw = getattr(message, "raw_text", None)
         if raw is None:
             return
-        self.stats.events += 1
-        try:
-            self.sink(raw)
-        except Exception:
-            log.exception("system %s: event handler failed; event dropped", self.system.name)
+        self.deliver([raw])
 
     # Callbacks from _Manager -------------------------------------------------------------------
 

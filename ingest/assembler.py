@@ -479,3 +479,6 @@ class CallAssembler:
         bridge = h.get("BridgeId", "")
         if bridge and ch.bridge != bridge:
             self._enter(ch, bridge, t)
+        elif not bridge and ch.bridge is not None:
+            # The snapshot is the truth: it left its bridge while we were not listening.
+            self._touch([ch, *self._bridges.leave(ch)], t)

@@ -242,8 +242,9 @@ class CallBuilder:
             return "abandoned"
         if any(r.answer is not None for r in rows):
             return "ivr"  # answered by the PBX (menu, announcement) but never by an agent
-        return _DISPOSITION_REASON.get(root.disposition, "abandoned") if root.disposition != "NO ANSWER" \
-            else "abandoned"
+        if root.disposition in ("BUSY", "FAILED", "CONGESTION"):
+            return _DISPOSITION_REASON[root.disposition]
+        return "abandoned"  # the caller hung up before anything answered or rang
 
     def _callee(self, root: CdrRow, rows: Sequence[CdrRow], events: _CelIndex, direction: Direction) -> str:
         """The number the caller dialled (an incoming call's DID), never `s`."""

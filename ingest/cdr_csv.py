@@ -186,9 +186,13 @@ def _row(cells: list[str], line: int, width: int, pick: Callable[[list[str]], tu
         return RowError("bad start/answer/end time")
     if start_time is None or end_time is None:
         return RowError("no start time")
+    end_time = max(end_time, start_time)
+    if answer_time is not None:
+        # A hand-edited or clock-jumped row must still give a consistent leg.
+        answer_time = min(max(answer_time, start_time), end_time)
     return CdrRow(
         line=line, src=src, dst=dst, dcontext=dcontext, clid=clid, channel=channel, dstchannel=dstchannel,
-        lastapp=lastapp, lastdata=lastdata, start=start_time, answer=answer_time, end=max(end_time, start_time),
+        lastapp=lastapp, lastdata=lastdata, start=start_time, answer=answer_time, end=end_time,
         billsec=int(billsec) if billsec.isdigit() else 0, disposition=disposition.upper(), uniqueid=uniqueid,
         linkedid=linkedid, accountcode=accountcode,
     )

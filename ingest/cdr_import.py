@@ -29,7 +29,7 @@ from ingest import cdr_store
 from ingest.cdr_calls import CallBuilder, pair_of
 from ingest.cdr_csv import CdrRow, CelRow, LocalTimes, RowError, count_lines, read_cdr, read_cel
 from ingest.config import SystemConfig
-from ingest.errors import ConfigError, InputFileError
+from ingest.errors import ConfigError, DatabaseError, InputFileError
 from ingest.records import CallRecord
 
 if TYPE_CHECKING:
@@ -351,4 +351,12 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecor
         stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
     stats.calls_present += sum(1 for r in batch if r.call_id in present) - len(again)
     new = [r for r in batch if r.call_id not in present]
-    stats.calls_stored += await cdr_store.insert_new_calls(conn, system_id, new, source="cdr")
+    try:
+        stats.calls_stored += await cdr_store.insert_new_calls(conn, system_id, new, source="cdr")
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) is None:
+            raise
+        # A server-side refusal (a constraint, the connection): name the calls, not a traceback.
+        first = min(new, key=lambda r: r.start)
+        raise DatabaseError(f"storing {len(new)} calls from {first.start.isoformat()} (call {first.call_id}) "
+                            f"failed: {exc}") from exc

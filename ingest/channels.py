@@ -16,6 +16,7 @@ from functools import lru_cache
 from ingest.config import SystemConfig
 
 _UNKNOWN = ("", "<unknown>")
+_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +75,22 @@ class PartyRules:
         """The extension number the channel stands for, or None when it is a trunk (outside party)."""
         if name.tech == "Local":
             # A Local pair stands for what it dials: its exten, in its own context.
-            key = (name.endpoint, name.context)
-            if key not in self._cache:
-                self._cache[key] = self._decide(name.endpoint, name.exten, name.context)
-            return self._cache[key]
+            return self._cached(name.endpoint, name.exten, name.context)
         if self._source == "endpoint":
-            key = (name.endpoint, context)
-            if key not in self._cache:
-                if len(self._cache) > 100_000:
-                    self._cache.clear()
-                self._cache[key] = self._decide(name.endpoint, name.endpoint, context)
-            return self._cache[key]
+            return self._cached(name.endpoint, name.endpoint, context)
         candidate = callerid if self._source == "callerid" else accountcode
         return self._decide(name.endpoint, "" if candidate in _UNKNOWN else candidate, context)
+
+    def _cached(self, endpoint: str, candidate: str, context: str) -> str | None:
+        key = (endpoint, context)
+        try:
+            return self._cache[key]
+        except KeyError:
+            if len(self._cache) >= _CACHE_SIZE:
+                # Local pairs dialling outside numbers make endless keys: start over, never grow.
+                self._cache.clear()
+            found = self._cache[key] = self._decide(endpoint, candidate, context)
+            return found
 
     def _decide(self, endpoint: str, candidate: str, context: str) -> str | None:
         if any(p.fullmatch(endpoint) for p in self._trunks):

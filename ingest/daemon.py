@@ -68,7 +68,7 @@ class Daemon:
             )
             journal.open()
             pipeline = SystemPipeline(system, journal)
-            connection = AmiConnection(system, pipeline.sink, **options)
+            connection = AmiConnection(system, pipeline.sink, sink_many=pipeline.sink_many, **options)
             pipeline.pause_reading = connection.pause_reading
             view = SystemView(pipeline, connection)
             self.views.append(view)
@@ -216,6 +216,8 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in writers:
+            await writer.close()
         for view in self.views:
             view.pipeline.journal.close()
         if self.pool is not None:

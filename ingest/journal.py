@@ -19,9 +19,8 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,8 @@ SEPARATOR = b"\r\n\r\n"
 _SEGMENT = re.compile(r"^(\d{8})\.ami$")
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Position:
-    """Where a record starts: segment number and byte offset."""
+class Position(NamedTuple):
+    """Where a record starts: segment number and byte offset (ordered; a tuple, cheap to make)."""
 
     segment: int
     offset: int
@@ -114,7 +112,6 @@ class Journal:
         data = text.encode("utf-8") + SEPARATOR
         self._file.write(data)
         self._offset += len(data)
-        self._sizes[self._segment] = self._offset
         if self._offset >= self.segment_bytes:
             self._rotate()
         return position
@@ -123,6 +120,7 @@ class Journal:
         assert self._file is not None
         self.sync()
         self._file.close()
+        self._sizes[self._segment] = self._offset
         self._segment += 1
         self._offset = 0
         self._sizes[self._segment] = 0
@@ -182,7 +180,7 @@ class Journal:
     def backlog_bytes(self, checkpoint: Position) -> int:
         """Bytes journaled at or after `checkpoint`: what a replay would read."""
         total = 0
-        for segment, size in self._sizes.items():
+        for segment, size in self._segment_sizes().items():
             if segment > checkpoint.segment:
                 total += size
             elif segment == checkpoint.segment:
@@ -192,12 +190,18 @@ class Journal:
     @property
     def size_bytes(self) -> int:
         """Bytes in all segments."""
-        return sum(self._sizes.values())
+        return sum(self._segment_sizes().values())
+
+    def _segment_sizes(self) -> dict[int, int]:
+        # The current segment's size is its write offset, kept apart so `append` stays cheap.
+        if self._file is not None:
+            self._sizes[self._segment] = self._offset
+        return self._sizes
 
     def release(self, checkpoint: Position) -> int:
         """Delete the oldest segments wholly before `checkpoint` while over budget; returns how many."""
         deleted = 0
-        for segment in sorted(self._sizes):
+        for segment in sorted(self._segment_sizes()):
             if self.size_bytes <= self.max_bytes or segment >= checkpoint.segment:
                 break
             self._path(segment).unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """One telephone system's path from AMI text to finished calls: journal first, then assemble.
 
-The AMI connection's sink puts raw messages on `queue`; `run()` (one task) takes them in order,
-drops the event kinds no call needs, appends the rest to the journal, and only then parses and
-feeds them to the assembler. Finished calls wait in `pending` for the writer.
+The AMI connection's sink hands over the raw messages of each socket read as one list (`sink_many`);
+`run()` (one task) takes the lists in order, drops the event kinds no call needs, appends the rest
+to the journal, and only then parses and feeds them to the assembler. Finished calls wait in
+`pending` for the writer.
 
 Crash safety (why a replay neither loses nor duplicates):
 
@@ -24,6 +25,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,16 +39,19 @@ from ingest.records import CallRecord
 
 log = logging.getLogger(__name__)
 
-# Header prefixes whose Linkedid may name a call (two-party events carry both parties' snapshots).
-_LINKEDID_KEYS = tuple(
-    p + "Linkedid" for p in ("", "Dest", "Transferer", "Transferee", "OrigTransferer", "SecondTransferer",
+# Header prefixes whose Linkedid may name a call besides the event's own `Linkedid` (two-party
+# events carry both parties' snapshots).
+_OTHER_LINKEDID_KEYS = tuple(
+    p + "Linkedid" for p in ("Dest", "Transferer", "Transferee", "OrigTransferer", "SecondTransferer",
                              "TransferTarget", "LocalOne", "LocalTwo", "Target")
 )
 _LINKEDID_TEXT = re.compile(r"Linkedid: ([^\r\n]+)")
 _VOICEMAIL = "\r\nApplication: VoiceMail\r"
 # Pause reading the AMI socket above this many queued messages (TCP back-pressure), resume below LOW.
+# The queue holds one list per socket read; the counts are messages.
 QUEUE_HIGH = 50_000
 QUEUE_LOW = 10_000
+_YIELD_EVERY = 4096
 _LOUD_ERRORS = 5
 
 StoredLookup = Callable[[list[str], datetime], Awaitable[set[str]]]
@@ -72,7 +77,9 @@ class SystemPipeline:
     def __init__(self, system: SystemConfig, journal: Journal) -> None:
         self.system = system
         self.journal = journal
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queue: deque[list[str]] = deque()
+        self.queued = 0  # messages in `queue`
+        self._arrived = asyncio.Event()
         self.assembler = CallAssembler(system)
         self.parser = AmiParser()
         self.stats = PipelineStats()
@@ -90,49 +97,79 @@ class SystemPipeline:
     # Input ---------------------------------------------------------------------------------------
 
     def sink(self, block: str) -> None:
-        """The one sync callback the AMI connection calls per message, in wire order."""
-        self.queue.put_nowait(block)
-        if not self._paused and self.pause_reading is not None and self.queue.qsize() >= QUEUE_HIGH:
+        """Take one message (see `sink_many`)."""
+        self.sink_many([block])
+
+    def sink_many(self, blocks: list[str]) -> None:
+        """The one sync callback the AMI connection calls per socket read, messages in wire order."""
+        self.queue.append(blocks)
+        self.queued += len(blocks)
+        self._arrived.set()
+        if not self._paused and self.pause_reading is not None and self.queued >= QUEUE_HIGH:
             self._paused = True
-            log.warning("system %s: %d events queued; pausing the AMI socket", self.system.name, QUEUE_HIGH)
+            log.warning("system %s: %d events queued; pausing the AMI socket", self.system.name, self.queued)
             self.pause_reading(True)
 
     async def run(self) -> None:
         """Consume the queue forever (one task per system)."""
+        arrived = self._arrived
         queue = self.queue
         while True:
-            self.handle(await queue.get())
-            for _ in range(min(queue.qsize(), 4096)):
-                self.handle(queue.get_nowait())
+            await arrived.wait()
+            arrived.clear()
+            handled = 0
+            while queue:
+                blocks = queue.popleft()
+                self.queued -= len(blocks)
+                self.handle_many(blocks)
+                handled += len(blocks)
+                if handled >= _YIELD_EVERY and queue:
+                    # A backlog (after a pause or a slow start): let the writer and the socket run too.
+                    if self.pending:
+                        self.records_ready.set()
+                    handled = 0
+                    await asyncio.sleep(0)
             if self.pending:
                 self.records_ready.set()
-            if self._paused and queue.qsize() < QUEUE_LOW and self.pause_reading is not None:
+            if self._paused and self.queued < QUEUE_LOW and self.pause_reading is not None:
                 self._paused = False
                 self.pause_reading(False)
 
     def drain(self) -> None:
         """Handle everything queued now (at shutdown, after the socket closed)."""
-        while not self.queue.empty():
-            self.handle(self.queue.get_nowait())
+        queue = self.queue
+        while queue:
+            blocks = queue.popleft()
+            self.queued -= len(blocks)
+            self.handle_many(blocks)
         if self.pending:
             self.records_ready.set()
 
-    def handle(self, block: str) -> None:
-        """Journal one message if a call may need it, then (when live) assemble it."""
-        self.stats.received += 1
-        newline = block.find("\r")
-        name = block[7:newline] if newline > 0 else block[7:]
-        if name in IGNORED_EVENTS and not (name == "Newexten" and _VOICEMAIL in block):
-            self.stats.ignored += 1
-            return
-        if "\r\nTimestamp: " not in block:
-            # Without timestampevents=yes (and in action lists) the time we got it is the best time.
-            block = f"{block}\r\nTimestamp: {time.time():.6f}"
-        position = self.journal.append(block)
-        self.stats.journaled += 1
-        self._last_event_mono = time.monotonic()
-        if self.live:
-            self.apply(position, block)
+    def handle_many(self, blocks: list[str]) -> None:
+        """Journal each message a call may need, then (when live) assemble it, in order."""
+        append = self.journal.append
+        apply = self.apply if self.live else None
+        ignored = 0
+        kept = 0
+        for block in blocks:
+            newline = block.find("\r")
+            name = block[7:newline] if newline > 0 else block[7:]
+            if name in IGNORED_EVENTS and not (name == "Newexten" and _VOICEMAIL in block):
+                ignored += 1
+                continue
+            if "\r\nTimestamp: " not in block:
+                # Without timestampevents=yes (and in action lists) the time we got it is the best time.
+                block = f"{block}\r\nTimestamp: {time.time():.6f}"
+            position = append(block)
+            kept += 1
+            if apply is not None:
+                apply(position, block)
+        stats = self.stats
+        stats.received += len(blocks)
+        stats.ignored += ignored
+        stats.journaled += kept
+        if kept:
+            self._last_event_mono = time.monotonic()
 
     def apply(self, position: Position, block: str) -> None:
         """Parse and assemble one journaled message."""
@@ -151,10 +188,13 @@ class SystemPipeline:
             self.stats.skipped_stored += 1
             return
         first_seen = self.first_seen
-        for key in _LINKEDID_KEYS:
-            linkedid = headers.get(key)
-            if linkedid and linkedid not in first_seen:
-                first_seen[linkedid] = position
+        if main and main not in first_seen:
+            first_seen[main] = position
+        if block.count("Linkedid: ") > 1:
+            for key in _OTHER_LINKEDID_KEYS:
+                linkedid = headers.get(key)
+                if linkedid and linkedid not in first_seen:
+                    first_seen[linkedid] = position
         if event.timestamp is not None and (self.last_event_time is None or event.timestamp > self.last_event_time):
             self.last_event_time = event.timestamp
         done = self.assembler.feed(event)
@@ -182,8 +222,8 @@ class SystemPipeline:
         """Where a replay must start to rebuild every open call (see the module docstring)."""
         mark = self.journal.end
         first_seen = self.first_seen
-        for record in self.assembler.open_calls():
-            for linkedid in record.linkedids or (record.call_id,):
+        for linkedids in self.assembler.open_linkedids():
+            for linkedid in linkedids:
                 position = first_seen.get(linkedid)
                 if position is not None and position < mark:
                     mark = position

@@ -7,6 +7,7 @@ Either way a `ReplayStats` gives the one-line summary the command prints on stde
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -110,8 +111,7 @@ def replay_json(paths: Iterable[Path], system: SystemConfig, out: TextIO) -> Rep
 
 async def replay_to_database(paths: Iterable[Path], config: Config, system: SystemConfig) -> ReplayStats:
     """Replay and store every call (idempotently: replaying again updates the same rows)."""
-    import asyncio
-
+    # Imported here so that `replay --json` needs no database driver.
     from ingest import pg, store
 
     records: list[CallRecord] = []

@@ -179,6 +179,142 @@ def call_row(system_id: int, record: CallRecord, source: str) -> tuple[Any, ...]
     )
 
 
+# The whole batch in ONE statement (so one round trip, atomic without BEGIN/COMMIT): the calls are
+# upserted from parallel arrays, and the CTEs chained on their RETURNING write the segments and ring
+# attempts, drop the surplus turns of a call stored again, register unmapped extensions (for calls
+# seen the first time only) and advance the checkpoint. Sibling CTEs never touch the same row: the
+# upserts write seq 1..n, the deletes seq > n. Text arrays (linkedids, agents, rang) travel as array
+# literals because unnest cannot take ragged arrays. Measured against per-call round trips and COPY
+# into a staging table in bench/store_write.py (results in bench/RESULTS.md, "## Daemon").
+_STORE_BATCH = """
+WITH input AS (
+    SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[],
+                         $16::float8[], $17::float8[], $18::float8[], $19::int[], $20::text[], $21::text[],
+                         $22::bool[], $23::int[], $24::int[], $25::text[])
+        AS u(call_id, linkedids, direction, status, reason, caller, caller_name, callee, start_time,
+             answer_time, end_time, wait_seconds, talk_seconds, duration_seconds, transfer_count, agents,
+             rang, recovered, segment_count, ring_count, external_number)
+),
+c AS (
+    INSERT INTO calls AS t (system_id, call_id, linkedids, direction, status, reason, caller, caller_name,
+                            callee, external_number, start_time, answer_time, end_time, wait_seconds,
+                            talk_seconds, duration_seconds, transfer_count, agents, rang, recovered, source)
+    SELECT $1, i.call_id, i.linkedids::text[], i.direction, i.status, i.reason, i.caller, i.caller_name,
+           i.callee, i.external_number, i.start_time, i.answer_time, i.end_time, i.wait_seconds,
+           i.talk_seconds, i.duration_seconds, i.transfer_count, i.agents::text[], i.rang::text[],
+           i.recovered, $2
+    FROM input i
+    ON CONFLICT (system_id, call_id) DO UPDATE SET
+        linkedids = EXCLUDED.linkedids, direction = EXCLUDED.direction, status = EXCLUDED.status,
+        reason = EXCLUDED.reason, caller = EXCLUDED.caller, caller_name = EXCLUDED.caller_name,
+        callee = EXCLUDED.callee, external_number = EXCLUDED.external_number,
+        start_time = EXCLUDED.start_time, answer_time = EXCLUDED.answer_time, end_time = EXCLUDED.end_time,
+        wait_seconds = EXCLUDED.wait_seconds, talk_seconds = EXCLUDED.talk_seconds,
+        duration_seconds = EXCLUDED.duration_seconds, transfer_count = EXCLUDED.transfer_count,
+        agents = EXCLUDED.agents, rang = EXCLUDED.rang, recovered = EXCLUDED.recovered,
+        source = EXCLUDED.source, stored_at = now()
+    RETURNING t.id, t.call_id, (t.xmax = 0) AS inserted
+),
+segments AS (
+    INSERT INTO call_segments AS s (call_pk, seq, extension, began_by, ring_start, answer_time, end_time,
+                                    talk_seconds, channel)
+    SELECT c.id, u.seq, u.extension, u.began_by, u.ring_start, u.answer_time, u.end_time, u.talk_seconds,
+           u.channel
+    FROM unnest($26::text[], $27::int[], $28::text[], $29::text[], $30::timestamptz[], $31::timestamptz[],
+                $32::timestamptz[], $33::float8[], $34::text[])
+        AS u(call_id, seq, extension, began_by, ring_start, answer_time, end_time, talk_seconds, channel)
+    JOIN c USING (call_id)
+    ON CONFLICT (call_pk, seq) DO UPDATE SET
+        extension = EXCLUDED.extension, began_by = EXCLUDED.began_by, ring_start = EXCLUDED.ring_start,
+        answer_time = EXCLUDED.answer_time, end_time = EXCLUDED.end_time,
+        talk_seconds = EXCLUDED.talk_seconds, channel = EXCLUDED.channel
+),
+surplus_segments AS (
+    DELETE FROM call_segments s USING c JOIN input i USING (call_id)
+    WHERE NOT c.inserted AND s.call_pk = c.id AND s.seq > i.segment_count
+),
+rings AS (
+    INSERT INTO call_ring_attempts AS r (call_pk, seq, extension, start_time, end_time, outcome)
+    SELECT c.id, u.seq, u.extension, u.start_time, u.end_time, u.outcome
+    FROM unnest($35::text[], $36::int[], $37::text[], $38::timestamptz[], $39::timestamptz[], $40::text[])
+        AS u(call_id, seq, extension, start_time, end_time, outcome)
+    JOIN c USING (call_id)
+    ON CONFLICT (call_pk, seq) DO UPDATE SET
+        extension = EXCLUDED.extension, start_time = EXCLUDED.start_time, end_time = EXCLUDED.end_time,
+        outcome = EXCLUDED.outcome
+),
+surplus_rings AS (
+    DELETE FROM call_ring_attempts r USING c JOIN input i USING (call_id)
+    WHERE NOT c.inserted AND r.call_pk = c.id AND r.seq > i.ring_count
+),
+seen AS (
+    -- Only calls seen for the first time count, so storing a call again counts nothing twice.
+    SELECT e.extension, min(i.start_time) AS first_seen, max(i.start_time) AS last_seen, count(*) AS calls
+    FROM c JOIN input i USING (call_id),
+         LATERAL (SELECT DISTINCT unnest(i.agents::text[] || i.rang::text[])) AS e(extension)
+    WHERE c.inserted
+    GROUP BY e.extension
+),
+unmapped AS (
+    INSERT INTO unmapped_extensions AS u (system_id, extension, first_seen, last_seen, call_count)
+    SELECT $1, seen.extension, seen.first_seen, seen.last_seen, seen.calls FROM seen
+    WHERE NOT EXISTS (SELECT 1 FROM extension_assignments a
+                      WHERE a.system_id = $1 AND a.extension = seen.extension
+                        AND a.valid_from <= seen.last_seen AND (a.valid_to IS NULL OR a.valid_to > seen.last_seen))
+    ON CONFLICT (system_id, extension) DO UPDATE SET
+        first_seen = least(u.first_seen, EXCLUDED.first_seen),
+        last_seen = greatest(u.last_seen, EXCLUDED.last_seen),
+        call_count = u.call_count + EXCLUDED.call_count
+),
+state AS (
+    INSERT INTO ingest_state AS s (system_id, checkpoint, calls_stored, last_event_at, last_call_stored_at,
+                                   updated_at)
+    SELECT $1, $3, n.new, $4, CASE WHEN n.new > 0 THEN now() END, now()
+    FROM (SELECT count(*) AS new FROM c WHERE c.inserted) n
+    WHERE $3::text IS NOT NULL
+    ON CONFLICT (system_id) DO UPDATE SET
+        checkpoint = EXCLUDED.checkpoint,
+        calls_stored = s.calls_stored + EXCLUDED.calls_stored,
+        last_event_at = coalesce(EXCLUDED.last_event_at, s.last_event_at),
+        last_call_stored_at = coalesce(EXCLUDED.last_call_stored_at, s.last_call_stored_at),
+        updated_at = now()
+)
+SELECT count(*) FROM c
+"""
+
+
+def _text_array(items: Iterable[str]) -> str:
+    """A PostgreSQL array literal of `items` (every element quoted, so no value needs care)."""
+    return "{" + ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "}"
+
+
+def _batch_arguments(records: Sequence[CallRecord]) -> list[Any]:
+    """_STORE_BATCH's arrays, from $5 on: the calls, then their segments, then their ring attempts."""
+    calls: list[list[Any]] = [[] for _ in range(21)]
+    segments: list[list[Any]] = [[] for _ in range(9)]
+    rings: list[list[Any]] = [[] for _ in range(6)]
+    for r in records:
+        agents = r.agents
+        row = (
+            r.call_id, _text_array(r.linkedids or (r.call_id,)), r.direction, r.status, r.reason, r.caller,
+            r.caller_name, r.callee, r.start, r.answer, r.end, round(r.wait_seconds, 3),
+            round(r.talk_seconds, 3), round(r.duration_seconds, 3), r.transfer_count, _text_array(agents),
+            _text_array(r.rang_extensions), r.recovered, len(r.segments), len(r.rang), r.external_number,
+        )
+        for column, value in zip(calls, row, strict=True):
+            column.append(value)
+        for seq, s in enumerate(r.segments, start=1):
+            turn = (r.call_id, seq, s.extension, s.began_by, s.ring_start, s.answer, s.end, round(s.talk_seconds, 3),
+                    s.channel)
+            for column, value in zip(segments, turn, strict=True):
+                column.append(value)
+        for seq, a in enumerate(r.rang, start=1):
+            for column, value in zip(rings, (r.call_id, seq, a.extension, a.start, a.end, a.outcome), strict=True):
+                column.append(value)
+    return [*calls, *segments, *rings]
+
+
 async def store_calls(
     conn: asyncpg.Connection,
     system_id: int,
@@ -188,10 +324,10 @@ async def store_calls(
     checkpoint: str | None = None,
     last_event_at: datetime | None = None,
 ) -> int:
-    """Store `records` in one transaction, idempotently; returns how many were written.
+    """Store `records` in one statement (atomic, one round trip), idempotently; returns how many were written.
 
-    With `checkpoint`, the system's journal checkpoint advances in the same transaction, so it
-    can never get ahead of the calls it vouches for.
+    With `checkpoint`, the system's journal checkpoint advances in the same statement, so it can
+    never get ahead of the calls it vouches for.
     """
     if not records:
         if checkpoint is not None:
@@ -199,41 +335,10 @@ async def store_calls(
         return 0
     # One row per call: a batch may finish the same call twice (a replay), the last one wins.
     records = list({record.call_id: record for record in records}.values())
-    async with conn.transaction():
-        pks: list[int] = []
-        new: list[CallRecord] = []
-        for record in records:
-            row = await conn.fetchrow(_UPSERT_CALL, *call_row(system_id, record, source))
-            assert row is not None
-            pks.append(row["id"])
-            if row["inserted"]:
-                new.append(record)
-        await conn.execute("DELETE FROM call_segments WHERE call_pk = ANY($1)", pks)
-        await conn.execute("DELETE FROM call_ring_attempts WHERE call_pk = ANY($1)", pks)
-        await conn.executemany(
-            """INSERT INTO call_segments (call_pk, seq, extension, began_by, ring_start, answer_time,
-                   end_time, talk_seconds, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            [
-                (pk, seq, s.extension, s.began_by, s.ring_start, s.answer, s.end, round(s.talk_seconds, 3),
-                 s.channel)
-                for pk, record in zip(pks, records, strict=True)
-                for seq, s in enumerate(record.segments, start=1)
-            ],
-        )
-        await conn.executemany(
-            """INSERT INTO call_ring_attempts (call_pk, seq, extension, start_time, end_time, outcome)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            [
-                (pk, seq, r.extension, r.start, r.end, r.outcome)
-                for pk, record in zip(pks, records, strict=True)
-                for seq, r in enumerate(record.rang, start=1)
-            ],
-        )
-        # Only calls seen for the first time count, so storing a call again counts nothing twice.
-        await _register_unmapped(conn, system_id, new)
-        if checkpoint is not None:
-            await save_checkpoint(conn, system_id, checkpoint, calls=len(new), last_event_at=last_event_at)
-    return len(records)
+    written: int = await conn.fetchval(
+        _STORE_BATCH, system_id, source, checkpoint, last_event_at, *_batch_arguments(records)
+    )
+    return written
 
 
 async def save_checkpoint(

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from ingest import store
 from ingest.journal import Position
@@ -77,6 +78,8 @@ class CallWriter:
         self.stored = 0
         self.stopping = False
         self._failures = 0
+        # The writer keeps one connection: a pool release costs a reset round trip per batch.
+        self._conn: Any = None
 
     async def run(self) -> None:
         """Write whenever calls are ready, and the checkpoint at least every `checkpoint_interval`."""
@@ -92,6 +95,13 @@ class CallWriter:
         """Let the loop finish its current write and end (cancelling mid-query is slow in asyncpg)."""
         self.stopping = True
         self.pipeline.records_ready.set()
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (after the last write)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)  # type: ignore[attr-defined]
 
     async def write_once(self) -> bool:
         """Commit one batch (and the checkpoint when it empties the queue); False when the write failed."""
@@ -114,6 +124,7 @@ class CallWriter:
             await self._store(batch, checkpoint)
         except store.RETRYABLE_ERRORS as exc:
             pending[:0] = batch
+            self._drop_connection()
             self.db.failed(exc)
             self._failures += 1
             await asyncio.sleep(min(10.0, 0.25 * 2 ** min(self._failures, 6)) * (0.75 + random.random() / 4))
@@ -128,6 +139,7 @@ class CallWriter:
         except BaseException:
             # Cancelled mid-write (shutdown): the batch goes back; storing it again is harmless.
             pending[:0] = batch
+            self._drop_connection()
             raise
         self._failures = 0
         self.db.worked(len(pending))
@@ -151,12 +163,23 @@ class CallWriter:
 
     async def _store(self, batch: list[CallRecord], checkpoint: Position | None) -> None:
         last = self.pipeline.last_event_time
-        async with self.pool.acquire() as conn:  # type: ignore[attr-defined]
-            await store.store_calls(
-                conn, self.system_id, batch, source="ami",
-                checkpoint=str(checkpoint) if checkpoint is not None else None,
-                last_event_at=datetime.fromtimestamp(last, UTC) if last is not None else None,
-            )
+        if self._conn is None:
+            self._conn = await self.pool.acquire()  # type: ignore[attr-defined]
+        await store.store_calls(
+            self._conn, self.system_id, batch, source="ami",
+            checkpoint=str(checkpoint) if checkpoint is not None else None,
+            last_event_at=datetime.fromtimestamp(last, UTC) if last is not None else None,
+        )
+
+    def _drop_connection(self) -> None:
+        """Close a connection that failed or was interrupted mid-query (its state is unknown).
+
+        Terminating hands its slot back to the pool, which opens a fresh one on the next acquire.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
 
     def _stored(self, batch: list[CallRecord]) -> None:
         self.stored += len(batch)
@@ -182,6 +205,7 @@ class CallWriter:
                 await self._store([record], None)
             except store.RETRYABLE_ERRORS as error:
                 self.pipeline.pending[:0] = batch[index:]
+                self._drop_connection()
                 self.db.failed(error)
                 return
             except store.DATA_ERRORS as error:

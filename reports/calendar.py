@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -47,8 +48,9 @@ _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890
 _DATE = re.compile(r"^\s*(\d{4})\s*[/.-]\s*(\d{1,2})\s*[/.-]\s*(\d{1,2})\s*$")
 
 
+@lru_cache(maxsize=8192)
 def split(day: date, calendar: Calendar) -> tuple[int, int, int]:
-    """(year, month, day) of `day` in `calendar`."""
+    """(year, month, day) of `day` in `calendar` (cached: exports convert the same days again and again)."""
     if calendar == "gregorian":
         return day.year, day.month, day.day
     j = jdatetime.date.fromgregorian(date=day)

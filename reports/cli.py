@@ -52,3 +52,8 @@ for _command in _REPORT_COMMANDS:
 from reports.web.cli import serve  # noqa: E402
 
 main.add_command(serve)
+
+# The end-to-end demo (issue 8).
+from reports.cli_demo import demo  # noqa: E402
+
+main.add_command(demo)

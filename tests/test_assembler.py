@@ -672,6 +672,21 @@ def test_core_show_channel_adopts_a_call_in_progress() -> None:
     assert record.talk_seconds == pytest.approx(30.0, abs=0.1)
 
 
+def test_core_show_channel_without_bridge_ends_the_segment() -> None:
+    sim = Sim()
+    caller = inbound(sim)
+    agent = sim.dial(caller, "PJSIP/101", cid="101")
+    sim.answer(caller, agent)
+    sim.wait(10)
+    # After an outage the channel list shows the caller out of any bridge (in an IVR again).
+    sim.emit("CoreShowChannel", caller.snapshot(), BridgeId="", ActionID="resync-1")
+    sim.wait(5)
+    sim.emit("Hangup", caller.snapshot(), Cause="16")
+    sim.emit("Hangup", agent.snapshot(), Cause="16")
+    (record,), _ = run(sim.events)
+    assert record.talk_seconds == pytest.approx(10.0, abs=0.1)
+
+
 def test_events_without_timestamp_use_the_callers_clock() -> None:
     events = [e for e in trace_events(TRACES / "07_internal") if e.timestamp is not None]
     stripped = [Event(e.name, None, {k: v for k, v in e.headers.items() if k != "Timestamp"}) for e in events]

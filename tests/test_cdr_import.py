@@ -268,3 +268,57 @@ def test_synthetic_master_streams_in_bounded_memory() -> None:
     assert max(sizes) <= 500 + 1000  # a batch is cut at most one flush (1,000 rows) past its size
     assert 12_000 < stats.calls_built < 17_000
     assert len(list(synthetic_rows(10))) == 10
+
+
+def test_progress_bar(db_dsn: str, tmp_path: Path) -> None:
+    master = tmp_path / "Master.csv"
+    with master.open("w", encoding="utf-8", newline="") as handle:
+        write_master_csv(handle, 3000)
+    result = run_cli(db_dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--progress", str(master))
+    assert result.exit_code == 0, result.output
+    assert "Master.csv" in result.output  # the bar's label (CliRunner mixes stderr into the output)
+    assert "rows read: 3000" in result.output
+    stored = query(db_dsn, "SELECT count(*) AS n, count(DISTINCT call_id) AS d FROM calls")[0]
+    assert stored["n"] == stored["d"] > 2000
+
+
+def _calls(text: str) -> list[CallRecord]:
+    stats = ImportStats()
+    system = SystemConfig(name="lab", timezone="UTC")
+    return [c for batch in produce_calls(iter(text.splitlines(keepends=True)), "Master.csv", system, stats)
+            for c in batch]
+
+
+def test_voicemail_busy_and_reused_channel_names() -> None:
+    voicemail = (
+        '"","09121110000","02191001000","from-trunk","""" <09121110000>","PJSIP/trunk-00000100",'
+        '"PJSIP/101-00000101","Dial","PJSIP/101,20","2024-05-01 10:00:00",,"2024-05-01 10:00:20",20,0,"NO ANSWER",'
+        '"DOCUMENTATION","1714557600.1",""\n'
+        '"","09121110000","02191001000","from-trunk","""" <09121110000>","PJSIP/trunk-00000100","","VoiceMail",'
+        '"101@default","2024-05-01 10:00:20","2024-05-01 10:00:20","2024-05-01 10:00:50",30,30,"ANSWERED",'
+        '"DOCUMENTATION","1714557600.1",""\n'
+    )
+    busy_out = (
+        '"","102","02188776655","internal","""Agent 102"" <102>","PJSIP/102-00000102","PJSIP/trunk-00000103","Dial",'
+        '"PJSIP/02188776655@trunk","2024-05-01 11:00:00",,"2024-05-01 11:00:02",2,0,"BUSY","DOCUMENTATION",'
+        '"1714561200.2",""\n'
+    )
+    # After a restart Asterisk counts channels from 1 again: same names, different calls.
+    restarted = (
+        '"","101","102","internal","""A"" <101>","PJSIP/101-00000001","PJSIP/102-00000002","Dial","PJSIP/102",'
+        '"2024-05-01 12:00:00","2024-05-01 12:00:03","2024-05-01 12:01:00",60,57,"ANSWERED","DOCUMENTATION",'
+        '"1714564800.3",""\n'
+        '"","101","102","internal","""A"" <101>","PJSIP/101-00000001","PJSIP/102-00000002","Dial","PJSIP/102",'
+        '"2024-05-01 12:30:00","2024-05-01 12:30:03","2024-05-01 12:31:00",60,57,"ANSWERED","DOCUMENTATION",'
+        '"1714566600.1",""\n'
+    )
+    [missed] = _calls(voicemail)
+    assert (missed.direction, missed.status, missed.reason) == ("incoming", "missed", "voicemail")
+    assert [(r.extension, r.outcome) for r in missed.rang] == [("101", "no_answer")]
+    [out] = _calls(busy_out)
+    assert (out.direction, out.status, out.reason, out.external_number) == (
+        "outgoing", "unanswered", "busy", "+982188776655")
+    first, second = _calls(restarted)
+    assert (first.call_id, second.call_id) == ("1714564800.3", "1714566600.1")
+    assert first.agents == second.agents == ("102",)
+    assert first.direction == "internal"

@@ -196,3 +196,34 @@ async def test_persian_pdf_page_looks_like_the_reference(db: asyncpg.Connection,
     changed = sum(difference.histogram()[65:])
     # Font hinting and anti-aliasing may differ a little between machines; layout changes do not.
     assert changed / (page.size[0] * page.size[1]) < 0.01
+
+
+@pytest.mark.parametrize("lang", ["en", "fa"])
+async def test_large_reports_are_set_by_typst_in_chunks(db: asyncpg.Connection, loaded: report_data.Loaded,
+                                                        monkeypatch: pytest.MonkeyPatch, quiet_rendering: None,
+                                                        lang: str) -> None:
+    from reports.render import pdf, pdf_large
+
+    # Make the 12 fixture calls a "large" report of 3-row chunks laid out in parallel.
+    monkeypatch.setattr(pdf, "WEASYPRINT_MAX_ROWS", 5)
+    monkeypatch.setattr(pdf_large, "ROWS_PER_CHUNK", 3)
+    document = await details(db, lang=lang, calendar="gregorian", by="day",
+                             **{"from": "2026-02-20", "to": "2026-04-20"})
+    reader = PdfReader(io.BytesIO(await render.to_bytes(document, "pdf")))
+    pages = [page.extract_text() for page in reader.pages]
+    total = len(pages)
+    assert total >= 4                                   # the first chunk holds the chart, then 4 more chunks
+    label = "page {x} of {y}" if lang == "en" else "صفحه {x} از {y}"
+    digits = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹") if lang == "fa" else str.maketrans("", "")
+    for number, text in enumerate(pages, start=1):
+        stamp = label.format(x=number, y=total).translate(digits)
+        # pypdf's spacing of right-to-left text varies: compare without spaces.
+        assert stamp.replace(" ", "") in text.replace(" ", ""), (number, text[-80:])
+    everything = "\n".join(pages)
+    assert "Acme Trading" in pages[0]
+    if lang == "en":
+        assert "Daily call details report" in pages[0]
+        for caller in ("09121234567", "+989121234567", "00989351112233", "+4930123456", "09120000003"):
+            assert caller in everything
+        assert "alert('x')" in everything               # a caller name is text, even in Typst
+        assert "Whole period" in pages[-1]

@@ -4,6 +4,8 @@ operations page."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import re
@@ -166,6 +168,12 @@ async def test_show_details_with_pages_and_totals(web_dsn: str) -> None:
         assert "جمع کل دوره" in html  # grand totals (E)
         assert "صفحه ۱ از ۲" in html
         assert "<style" not in html  # the renderer's inline style is left out
+        # Style attributes the renderer uses (column widths) are allowed by hash, nothing more.
+        csp = first.headers["content-security-policy"]
+        assert "unsafe-inline" not in csp
+        for value in re.findall(r'\sstyle="([^"]*)"', html):
+            digest = base64.b64encode(hashlib.sha256(value.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in csp
         second = await post_form(client, "/report", page="2")
         assert "صفحه ۲ از ۲" in second.text
         assert second.text.count("data-call=") == 1
@@ -229,6 +237,7 @@ async def test_transfer_chain(client: httpx.AsyncClient) -> None:
     fragment = await client.get(f"/calls/{CALL}?fragment=1")
     assert fragment.status_code == 200
     assert "<html" not in fragment.text
+    assert " style=" not in fragment.text
     assert "مریم کریمی" in fragment.text
     assert (await client.get("/calls/123.456")).status_code == 404
 
@@ -248,8 +257,13 @@ async def test_json_endpoints(client: httpx.AsyncClient) -> None:
 
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps({"status": "ok", "systems": {"tehran-main": {"connected": True, "journal_backlog": 7}}})
-        self.send_response(200)
+        # The daemon's document (ingest/metrics.py): 503 when a system is down, the JSON all the same.
+        body = json.dumps({"healthy": False, "database_reachable": True, "systems": {
+            "tehran-main": {"connected": True, "login_failed": False, "journal_backlog_bytes": 7340,
+                            "open_calls": 3, "last_event_age_seconds": 0.4},
+            "shiraz-1": {"connected": False, "login_failed": True, "journal_backlog_bytes": 0, "open_calls": 0},
+        }})
+        self.send_response(503)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(body.encode())
@@ -281,7 +295,11 @@ async def test_operations_page(web_dsn: str) -> None:
             row = re.search(r'<tr data-system="tehran-main">(.*?)</tr>', page.text, re.S)
             assert row
             assert "متصل" in row.group(1)
-            assert ">۷</td>" in row.group(1)
+            assert "۷٬۳۴۰ بایت" in row.group(1)
+            assert ">۳</td>" in row.group(1)  # open calls
+            shiraz = re.search(r'<tr data-system="shiraz-1">(.*?)</tr>', page.text, re.S)
+            assert shiraz
+            assert "ورود رد شد" in shiraz.group(1)
     finally:
         server.shutdown()
         server.server_close()

@@ -168,6 +168,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "ops.calls_today": ("تماس‌های امروز", "Calls today"),
     "ops.calls_stored": ("کل تماس‌های ذخیره‌شده", "Calls stored"),
     "ops.backlog": ("صف ثبت‌نشده", "Journal backlog"),
+    "ops.bytes": ("{n} بایت", "{n} bytes"),
+    "ops.open_calls": ("تماس‌های در جریان", "Open calls"),
+    "ops.login_failed": ("ورود رد شد", "Login refused"),
     "ops.never": ("هرگز", "Never"),
     "ops.none": ("هیچ سیستم تلفنی‌ای تعریف نشده است.", "No telephone system is defined."),
     "ops.health.ok": ("سرویس دریافت پاسخ می‌دهد ({url}).", "The ingest daemon answers ({url})."),
@@ -209,9 +212,9 @@ def translate(lang: str, key: str, **values: object) -> str:
 
 
 def digits(lang: str, value: object) -> str:
-    """`value` as text, with Persian digits when the language is Persian."""
+    """`value` as text, with Persian digits (and thousands separator) when the language is Persian."""
     text = str(value)
-    return text.translate(_PERSIAN_DIGITS) if lang == "fa" else text
+    return text.translate(_PERSIAN_DIGITS).replace(",", "٬") if lang == "fa" else text
 
 
 def role_names(lang: str, roles: tuple[str, ...] | frozenset[str] | list[str]) -> str:

@@ -48,6 +48,8 @@ class OpsRow:
     branch: str
     timezone: str
     connected: bool | None
+    login_failed: bool
+    open_calls: str
     last_event: str
     last_call: str
     calls_today: str
@@ -105,11 +107,12 @@ def _when(language: str, moment: datetime | None, timezone: str) -> str:
     return i18n.digits(language, f"{cal.format_date(local.date(), calendar)} {local:%H:%M:%S}")
 
 
-def _backlog(info: dict[str, Any]) -> str:
-    for key in ("journal_backlog", "backlog", "journal_backlog_bytes"):
-        if key in info:
-            return str(info[key])
-    return ""
+def _backlog(language: str, info: dict[str, Any]) -> str:
+    value = info.get("journal_backlog_bytes")
+    if isinstance(value, int):
+        return i18n.translate(language, "ops.bytes", n=i18n.digits(language, f"{value:,}"))
+    value = info.get("journal_backlog", info.get("backlog"))
+    return i18n.digits(language, value) if value is not None else i18n.translate(language, "ops.unknown")
 
 
 def build_rows(language: str, statuses: list[db.SystemStatus], health: DaemonHealth | None) -> list[OpsRow]:
@@ -118,7 +121,7 @@ def build_rows(language: str, statuses: list[db.SystemStatus], health: DaemonHea
     for status in statuses:
         info = health.systems.get(status.name, {}) if health else {}
         connected = info.get("connected")
-        backlog = _backlog(info)
+        open_calls = info.get("open_calls")
         rows.append(
             OpsRow(
                 name=status.name,
@@ -126,11 +129,13 @@ def build_rows(language: str, statuses: list[db.SystemStatus], health: DaemonHea
                 branch=status.branch,
                 timezone=status.timezone,
                 connected=connected if isinstance(connected, bool) else None,
+                login_failed=info.get("login_failed") is True,
+                open_calls=i18n.digits(language, open_calls) if isinstance(open_calls, int) else "",
                 last_event=_when(language, status.last_event_at, status.timezone),
                 last_call=_when(language, status.last_call_stored_at, status.timezone),
                 calls_today=i18n.digits(language, status.calls_today),
                 calls_stored=i18n.digits(language, status.calls_stored),
-                backlog=i18n.digits(language, backlog) if backlog else i18n.translate(language, "ops.unknown"),
+                backlog=_backlog(language, info) if health else i18n.translate(language, "ops.unknown"),
             )
         )
     return rows

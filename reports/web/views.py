@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from reports.errors import ReportFilterError, ReportNotFoundError
 from reports.filters import DEFAULT_TIMEZONE, parse_filters
 from reports.users import REPORT_ROLES
-from reports.web import db, forms, reporting
+from reports.web import db, forms, reporting, security
 from reports.web.auth import check_csrf, require
 from reports.web.pages import lang, pool, render, state
 
@@ -87,7 +88,9 @@ async def _report(request: Request, kind: str) -> Response:
                 pool(request), report_request, kind, user, _page_number(form.get("page")),
                 state(request).settings.detail_page_size,
             )
-            return await _form_page(request, kind, values, {}, output=output)
+            page = await _form_page(request, kind, values, {}, output=output)
+            page.headers["Content-Security-Policy"] = security.policy(security.style_hashes(output.html))
+            return page
         async with state(request).downloads:
             document = await reporting.download(pool(request), report_request, kind, user)
     except ReportFilterError as exc:
@@ -126,8 +129,13 @@ async def call_chain(request: Request) -> Response:
         # The same call id on several systems and no system given.
         log.info("transfer chain refused: %s", exc)
         raise HTTPException(400) from exc
-    template = "chain_fragment.html" if request.query_params.get("fragment") else "chain.html"
-    return render(request, template, {"chain": chain})
+    if request.query_params.get("fragment"):
+        # Inserted into the report page, whose CSP knows nothing of this fragment's inline styles.
+        body = Markup(security.without_style_attributes(chain[1]))  # noqa: S704 - rendered and escaped
+        return render(request, "chain_fragment.html", {"chain": (chain[0], body)})
+    page = render(request, "chain.html", {"chain": chain})
+    page.headers["Content-Security-Policy"] = security.policy(security.style_hashes(chain[1]))
+    return page
 
 
 async def api_users(request: Request) -> Response:

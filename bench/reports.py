@@ -1,0 +1,193 @@
+"""Report benchmarks at 10 million calls, each beside the plain SQL that reads the same rows (the floor).
+
+First fill the database (once, ~20 minutes): `python -m bench.report_data --calls 10000000`, then
+`python -m bench.reports [--record]`. Each measurement runs in its own process, so its peak RSS is
+its own. Targets (issue 5): summary < 300 ms, first page < 100 ms, CSV >= 100,000 rows/s under
+200 MiB, PDF of 10,000 rows < 15 s and < 500 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.machine import machine_details, peak_rss_mib
+from bench.report_data import DATABASE, with_database
+from reports import api, data, render
+from reports.filters import ReportRequest, parse_filters
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+SEASON = {"period": "season", "year": "1404", "season": "1", "by": "month"}   # Farvardin-Khordad 1404
+YEAR_BY_DAY = {"period": "year", "year": "1404", "by": "day"}
+MONTH = {"period": "month", "year": "1404", "month": "2", "by": "day"}       # Ordibehesht 1404
+MILLION = {"from": "1404/01/01", "to": "1404/02/05", "by": "day"}            # 36 days, about a million calls
+TEN_THOUSAND = {"from": "1404/03/01", "to": "1404/03/01", "type": "incoming"}  # one day's received calls
+FLOOR_TOTALS = """
+SELECT date_trunc('month', start_time AT TIME ZONE 'Asia/Tehran') AS month, count(*),
+       count(*) FILTER (WHERE status = 'missed'), sum(talk_seconds), sum(wait_seconds), sum(transfer_count)
+FROM calls WHERE start_time >= $1 AND start_time < $2 GROUP BY 1"""
+FLOOR_PAGE = "SELECT * FROM calls WHERE start_time >= $1 AND start_time < $2 ORDER BY start_time, id LIMIT 100"
+FLOOR_ROWS = "SELECT * FROM calls WHERE start_time >= $1 AND start_time < $2 AND direction = ANY($3::text[])"
+
+
+async def best_of(runs: int, action: Callable[[], Awaitable[Any]]) -> float:
+    """Fastest of `runs` timed runs after one warm-up, in milliseconds."""
+    await action()
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await action()
+        timings.append(time.perf_counter() - started)
+    return min(timings) * 1000
+
+
+def request(values: dict[str, str], fmt: str = "csv") -> ReportRequest:
+    return parse_filters({**values, "format": fmt})
+
+
+async def summary(conn: asyncpg.Connection, values: dict[str, str]) -> dict[str, Any]:
+    req = request(values)
+    scope = await data.resolve(conn, req)
+    start, end = req.utc_range()
+    return {
+        "rollup_ms": await best_of(5, lambda: data.totals(conn, req, scope, use_rollup=True)),
+        "raw_ms": await best_of(2, lambda: data.totals(conn, req, scope, use_rollup=False)),
+        "floor_ms": await best_of(2, lambda: conn.fetch(FLOOR_TOTALS, start, end)),
+        "buckets": len(req.buckets),
+    }
+
+
+async def first_page(conn: asyncpg.Connection) -> dict[str, Any]:
+    req = request(MONTH, "html")
+    start, end = req.utc_range()
+
+    async def page() -> None:
+        document = await api.produce(conn, req, limit=100)
+        assert len([row async for row in document.rows]) == 100
+
+    return {"api_ms": await best_of(5, page), "floor_ms": await best_of(5, lambda: conn.fetch(FLOOR_PAGE, start, end))}
+
+
+async def export(conn: asyncpg.Connection, fmt: str, values: dict[str, str]) -> dict[str, Any]:
+    req = request(values, fmt)
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        async with api.open_report(conn, req) as document:
+            await render.write(document, out)
+            rows = document.grand.calls
+        seconds = time.perf_counter() - started
+        size = out.tell()
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "bytes": size, "rss_mib": peak_rss_mib()}
+
+
+async def floor_scan(conn: asyncpg.Connection, values: dict[str, str]) -> dict[str, Any]:
+    req = request(values)
+    start, end = req.utc_range()
+    directions = ["incoming", "outgoing", "internal"] if req.types != ("incoming",) else ["incoming"]
+    started = time.perf_counter()
+    rows = 0
+    async with conn.transaction():
+        async for _ in conn.cursor(FLOOR_ROWS, start, end, directions, prefetch=2000):
+            rows += 1
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_mib": peak_rss_mib()}
+
+
+MEASURES: dict[str, Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]] = {
+    "season_summary": lambda conn: summary(conn, SEASON),
+    "year_by_day_summary": lambda conn: summary(conn, YEAR_BY_DAY),
+    "first_page": first_page,
+    "csv_1m": lambda conn: export(conn, "csv", MILLION),
+    "xlsx_1m": lambda conn: export(conn, "xlsx", MILLION),
+    "scan_1m": lambda conn: floor_scan(conn, MILLION),
+    "pdf_10k": lambda conn: export(conn, "pdf", TEN_THOUSAND),
+    "scan_10k": lambda conn: floor_scan(conn, TEN_THOUSAND),
+}
+
+
+async def measure(dsn: str, name: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn, command_timeout=None)
+    try:
+        return await MEASURES[name](conn)
+    finally:
+        await conn.close()
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """The figures as the markdown section of bench/RESULTS.md."""
+    s, y, p = results["season_summary"], results["year_by_day_summary"], results["first_page"]
+    lines = [
+        "| measurement | Calltrail | plain SQL floor | target |",
+        "|---|---|---|---|",
+        f"| season summary by month ({s['buckets']} buckets), rollup | {s['rollup_ms']:.1f} ms | "
+        f"{s['floor_ms']:.0f} ms (GROUP BY over calls) | < 300 ms |",
+        f"| same, from the raw calls (agent filter / other time zone) | {s['raw_ms']:.0f} ms | "
+        f"{s['floor_ms']:.0f} ms | |",
+        f"| year summary by day ({y['buckets']} buckets), rollup | {y['rollup_ms']:.1f} ms | "
+        f"{y['floor_ms']:.0f} ms | |",
+        f"| first page of details (100 rows of a month, with totals) | {p['api_ms']:.1f} ms | {p['floor_ms']:.1f} ms | "
+        "< 100 ms |",
+    ]
+    scan = results["scan_1m"]
+    for name, label in (("csv_1m", "CSV"), ("xlsx_1m", "XLSX")):
+        r = results[name]
+        lines.append(f"| {label} export of {r['rows']:,} rows | {r['rows_per_s']:,.0f} rows/s ({r['seconds']:.1f} s), "
+                     f"peak RSS {r['rss_mib']:.0f} MiB, {r['bytes'] / 2**20:.0f} MiB file | "
+                     f"{scan['rows_per_s']:,.0f} rows/s, {scan['rss_mib']:.0f} MiB (cursor over calls) | "
+                     f"{'>= 100,000 rows/s, < 200 MiB' if label == 'CSV' else ''} |")
+    pdf, scan10 = results["pdf_10k"], results["scan_10k"]
+    lines.append(f"| PDF of {pdf['rows']:,} rows (Persian, Typst in chunks) | {pdf['seconds']:.1f} s, peak RSS "
+                 f"{pdf['rss_mib']:.0f} MiB, {pdf['bytes'] / 2**20:.1f} MiB file | {scan10['seconds'] * 1000:.0f} ms | "
+                 "< 15 s, < 500 MiB |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run every measurement in its own process and print (or record) the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=with_database("postgresql://postgres@127.0.0.1:5432/test", DATABASE))
+    parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    parser.add_argument("--one", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(asyncio.run(measure(args.dsn, args.one))))
+        return
+    results: dict[str, dict[str, Any]] = {}
+    for name in MEASURES:
+        out = subprocess.run([sys.executable, "-m", "bench.reports", "--dsn", args.dsn, "--one", name],
+                             check=True, capture_output=True, text=True).stdout
+        results[name] = json.loads(out.strip().splitlines()[-1])
+        print(name, results[name], flush=True)
+    text = table(results)
+    print(text)
+    if args.record:
+        calls = asyncio.run(_count(args.dsn))
+        section = (f"\n## Reports\n\n{datetime.now(UTC):%Y-%m-%d}, {machine_details()}; PostgreSQL on the same "
+                   f"machine, {calls:,} calls (`python -m bench.report_data`), `python -m bench.reports`.\n\n"
+                   f"{text}\n")
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            handle.write(section)
+
+
+async def _count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval("SELECT sum(calls) FROM report_daily_totals")
+        return count
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""PDF for large call-details reports: Typst, in chunks laid out in parallel threads, then merged.
+
+WeasyPrint lays out a few hundred rows a second at best here and its memory grows with the whole
+table, so past `pdf.WEASYPRINT_MAX_ROWS` rows the report is set with Typst (the `typst` package: a
+compiled typesetter, no download at run time): the rows stream from the database into chunks of
+`ROWS_PER_CHUNK`, each chunk becomes one small PDF in a worker thread (Typst releases the GIL, so
+chunks are laid out on every core at once, memory bounded by the chunks in flight), pypdf joins
+them, and "page X of Y" is stamped on every page afterwards from one overlay document, because no
+chunk knows Y while it is laid out. Every value is written
+by the same Formatter as the other formats and handed to Typst as JSON data, never as markup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from reports.context import ReportDocument, Section, Totals, sections
+from reports.render.chart import bar_chart
+from reports.render.html import FONTS_DIR
+from reports.text import Formatter
+
+ROWS_PER_CHUNK = 500
+TEMPLATE = (FONTS_DIR.parent / "templates" / "report.typ").read_bytes()
+OVERLAY = (FONTS_DIR.parent / "templates" / "page_numbers.typ").read_bytes()
+COLUMNS = ["col.row", "col.date", "col.time", "col.caller", "col.callee", "col.agent", "col.identity",
+           "col.type", "col.transfers", "col.wait", "col.talk", "col.system"]
+
+
+def compile_typst(source: bytes, inputs: dict[str, str]) -> bytes:
+    """Lay out one Typst document with the shipped fonts only (runs in a worker thread)."""
+    import typst
+
+    from reports.errors import ReportError
+
+    # The stub ties font_paths' type to the source's (bytes here); the call itself takes str paths.
+    typeset: Any = typst.compile
+    try:
+        pdf = typeset(source, font_paths=[str(FONTS_DIR)], ignore_system_fonts=True, sys_inputs=inputs,
+                      pdf_tags=False)
+    except typst.TypstError as exc:
+        raise ReportError(f"the PDF could not be laid out: {exc}") from exc
+    assert isinstance(pdf, bytes)
+    return pdf
+
+
+def totals_pairs(totals: Totals, fmt: Formatter, internal: bool) -> list[list[str]]:
+    """A totals block (D or E) as (label, value) pairs, in the HTML block's order."""
+    pairs = [("t.incoming", fmt.num(totals.incoming)), ("t.outgoing", fmt.num(totals.outgoing)),
+             ("t.missed", fmt.num(totals.missed))]
+    if internal:
+        pairs.append(("t.internal", fmt.num(totals.internal)))
+    pairs += [("t.answered", fmt.num(totals.answered)), ("t.incoming_talk", fmt.duration(totals.incoming_talk)),
+              ("t.outgoing_talk", fmt.duration(totals.outgoing_talk)),
+              ("t.avg_incoming_talk", fmt.duration(totals.avg_incoming_talk)),
+              ("t.avg_outgoing_talk", fmt.duration(totals.avg_outgoing_talk)),
+              ("t.avg_wait", fmt.duration(totals.avg_wait)), ("t.avg_transfers", fmt.num(totals.avg_transfers))]
+    return [[fmt.t(key), value] for key, value in pairs]
+
+
+def _item(section: Section, fmt: Formatter, internal: bool) -> list[Any]:
+    if section.kind == "open":
+        return ["open", section.bucket.label]
+    if section.kind == "close":
+        return ["close", totals_pairs(section.bucket.totals, fmt, internal)]
+    r = section.row
+    assert r is not None
+    kind = fmt.t(f"kind.{r.kind}") + (f" ({fmt.t('reason.' + r.reason)})" if r.reason else "")
+    caller = fmt.digits(r.caller) + (f" ({r.caller_name})" if r.caller_name else "")
+    identities = "، ".join(i.name for i in r.identities) + (" (!)" if r.several_identities else "")
+    agents = " → ".join(a.name or fmt.digits(a.extension) for a in r.agents)
+    cells = [fmt.num(r.number), fmt.date(r.start.date()), fmt.time(r.start), caller, fmt.digits(r.callee), agents,
+             identities, kind, fmt.num(r.transfer_count), fmt.duration(r.wait_seconds),
+             fmt.duration(r.talk_seconds), r.system]
+    return ["row", cells, r.kind]
+
+
+def _opening(document: ReportDocument) -> dict[str, Any]:
+    """The first chunk's extras: header, filters and chart."""
+    fmt, header = document.fmt, document.header
+    chart = bar_chart(document.buckets, list(document.request.types), fmt)
+    return {
+        "header": {
+            "title": header.title, "company": header.company,
+            "dates": [[fmt.t("made_at"), fmt.datetime(header.made_at)], [fmt.t("from"), fmt.date(header.first_day)],
+                      [fmt.t("to"), fmt.date(header.last_day)], [fmt.t("made_by"), header.made_by]],
+            "filters": [list(pair) for pair in header.filters],
+        },
+        "chart": {"svg": chart.svg, "labels": list(chart.labels), "legend": [list(pair) for pair in chart.legend]},
+    }
+
+
+def _chunk(document: ReportDocument, items: list[list[Any]], first: bool, last: bool) -> dict[str, str]:
+    fmt = document.fmt
+    doc: dict[str, Any] = {
+        "rtl": fmt.rtl, "lang": fmt.lang, "columns": [fmt.t(key) for key in COLUMNS], "items": items,
+        "header": None, "chart": None, "grand": None, "grand_title": fmt.t("total"),
+    }
+    if first:
+        doc.update(_opening(document))
+    if last:
+        doc["grand"] = totals_pairs(document.grand, fmt, document.show_internal)
+    return {"doc": json.dumps(doc, ensure_ascii=False)}
+
+
+def _workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+async def write_large_pdf(document: ReportDocument, out: BinaryIO) -> None:
+    """Write a details report of any size as PDF through Typst, chunk by chunk."""
+    from pypdf import PdfReader, PdfWriter
+
+    loop = asyncio.get_running_loop()
+    workers = _workers()
+    with ThreadPoolExecutor(workers, thread_name_prefix="typst") as pool:
+        pending: list[asyncio.Future[bytes]] = []
+        slots = asyncio.Semaphore(workers * 2)      # chunks laid out or waiting: bounds memory
+        items: list[list[Any]] = []
+        rows_in_chunk = 0
+        first = True
+
+        async def submit(last: bool) -> None:
+            nonlocal items, rows_in_chunk, first
+            await slots.acquire()
+            future = loop.run_in_executor(pool, compile_typst, TEMPLATE, _chunk(document, items, first, last))
+            future.add_done_callback(lambda _: slots.release())
+            pending.append(future)
+            items, rows_in_chunk, first = [], 0, False
+
+        async for section in sections(document):
+            items.append(_item(section, document.fmt, document.show_internal))
+            rows_in_chunk += section.kind == "row"
+            # Cut only after a bucket's totals or a row, so a chunk never starts with a subtotal.
+            if rows_in_chunk >= ROWS_PER_CHUNK and section.kind != "open":
+                await submit(last=False)
+        await submit(last=True)
+        chunks = await asyncio.gather(*pending)
+        writer = PdfWriter()
+        for chunk in chunks:
+            for page in PdfReader(io.BytesIO(chunk)).pages:
+                writer.add_page(page)
+        total = len(writer.pages)
+        fmt = document.fmt
+        overlay_inputs = {"pages": str(total), "label": fmt.t("page"), "persian": "1" if fmt.rtl else ""}
+        overlay = await loop.run_in_executor(pool, compile_typst, OVERLAY, overlay_inputs)
+    for page, stamp in zip(writer.pages, PdfReader(io.BytesIO(overlay)).pages, strict=True):
+        page.merge_page(stamp)
+        # merge_page leaves the joined content uncompressed (15 times larger).
+        page.compress_content_streams()
+    writer.write(out)
