@@ -3,9 +3,11 @@
 Runs the shared traces looped with fresh ids (`--loops`), restamped with the sending time, and
 measures: events/s from the socket to committed rows at full speed; the delay from a call's last
 Hangup (its end time, stamped when sent) to its row being committed (`stored_at`), p50/p99, at a
-steady rate; and the daemon's RSS as calls accumulate. Usage:
+steady rate; the CPU each process spent per event (daemon, fake Asterisk, PostgreSQL), since the
+three share the machine's cores; and the daemon's RSS as calls accumulate. `--rss-calls N` adds a
+full-speed run of N calls that prints the RSS at every tenth of them (flatness). Usage:
 
-    python bench/daemon.py [--loops 400] [--steady-seconds 20] [--rate 2000]
+    python bench/daemon.py [--loops 400] [--repeat 1] [--steady-seconds 20] [--rate 2000] [--rss-calls 0]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -33,12 +36,62 @@ TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ami-tr
 ALL = sorted([d for d in TRACES.iterdir() if (d / "ami.log").exists()]
              + [d for d in (TRACES / "local-channels").iterdir() if (d / "ami.log").exists()])
 CALLS_PER_LOOP = 14
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib() -> float:
     """Current resident set size of this process."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) a process used; with `children`, also its children it reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15 if children else 13]) / _TICK
+
+
+def postgres_cpu(pgdata: Path | None) -> float | None:
+    """CPU seconds of the embedded PostgreSQL: the postmaster, its live children and those it reaped."""
+    if pgdata is None or not (pgdata / "postmaster.pid").exists():
+        return None
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == postmaster:
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
+@dataclass
+class RunResult:
+    """The figures of one run."""
+
+    events: int
+    calls: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    load: float
+    cpu_us: dict[str, float | None]
+    rss: list[tuple[int, float]] = field(default_factory=list)  # (calls stored, RSS MiB)
+
+    @property
+    def events_per_s(self) -> float:
+        """End-to-end throughput."""
+        return self.events / self.seconds
+
+    def rss_at(self, fraction: float) -> float:
+        """RSS when `fraction` of the calls were stored."""
+        return next((r for s, r in self.rss if s >= self.calls * fraction), self.rss[-1][1])
 
 
 async def fake_process(port: int, loops: int, rate: float | None) -> asyncio.subprocess.Process:
@@ -53,7 +106,7 @@ async def fake_process(port: int, loops: int, rate: float | None) -> asyncio.sub
     return process
 
 
-async def run(dsn: str, workdir: Path, port: int, loops: int, rate: float | None) -> dict[str, float]:
+async def run(dsn: str, workdir: Path, port: int, loops: int, rate: float | None, pgdata: Path | None) -> RunResult:
     """One daemon run against `loops` loops of the traces; returns its figures."""
     admin = await asyncpg.connect(dsn)
     await admin.execute("TRUNCATE calls, call_segments, call_ring_attempts, ingest_state CASCADE")
@@ -62,68 +115,95 @@ async def run(dsn: str, workdir: Path, port: int, loops: int, rate: float | None
     config = Config(dsn=dsn, journal_dir=workdir / f"journal-{time.time_ns()}", systems=(system,),
                     daemon=DaemonConfig(metrics=""))
     daemon = Daemon(config, install_signals=False)
+    load = os.getloadavg()[0]
+    cpu_before = (time.process_time(), cpu_seconds(fake.pid), postgres_cpu(pgdata))
     task = asyncio.create_task(daemon.run())
     expected = loops * CALLS_PER_LOOP
     started = time.perf_counter()
     rss: list[tuple[int, float]] = []
     stored = 0
     while stored < expected:
-        await asyncio.sleep(0.5)
-        stored = await admin.fetchval("SELECT count(*) FROM calls")
+        # The daemon's own count of committed calls: polling count(*) would load PostgreSQL.
+        await asyncio.sleep(0.2)
+        writer = daemon.views[0].writer if daemon.views else None
+        stored = writer.stored if writer is not None else 0
         rss.append((stored, rss_mib()))
     elapsed = time.perf_counter() - started
-    delays = await admin.fetchrow(
-        """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50,
-                  percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99
-           FROM (SELECT extract(epoch FROM stored_at - end_time) AS d FROM calls) s"""
-    )
     events = daemon.views[0].connection.stats.events
+    cpu_after = (time.process_time(), cpu_seconds(fake.pid), postgres_cpu(pgdata))
     daemon.stop.set()
     await task
     fake.terminate()
     await fake.wait()
+    delays = await admin.fetchrow(
+        """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50,
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99, count(*) AS calls
+           FROM (SELECT extract(epoch FROM stored_at - end_time) AS d FROM calls) s"""
+    )
     await admin.close()
-    quarter = [r for s, r in rss if s >= expected // 4] or [rss[-1][1]]
-    return {
-        "events": events, "calls": stored, "seconds": elapsed, "events_per_s": events / elapsed,
-        "p50_ms": delays["p50"] * 1000, "p99_ms": delays["p99"] * 1000,
-        "rss_quarter": quarter[0], "rss_end": rss[-1][1],
-    }
+    if delays["calls"] != expected:
+        print(f"warning: {delays['calls']} calls in the database, {expected} expected", file=sys.stderr)
+    cpu: dict[str, float | None] = {}
+    for name, before, after in zip(("daemon", "fake Asterisk", "PostgreSQL"), cpu_before, cpu_after, strict=True):
+        cpu[name] = None if before is None or after is None else (after - before) / events * 1e6
+    return RunResult(events, delays["calls"], elapsed, delays["p50"] * 1000, delays["p99"] * 1000, load, cpu, rss)
+
+
+def cpu_text(value: float | None) -> str:
+    """A CPU-per-event cell."""
+    return "-" if value is None else f"{value:.1f} us"
 
 
 async def main() -> None:
-    """Both runs, printed as the RESULTS.md section."""
+    """The runs, printed as the RESULTS.md section."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--loops", type=int, default=400)
+    parser.add_argument("--repeat", type=int, default=1, help="full-speed runs (the machine may be shared)")
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--steady-seconds", type=float, default=20.0)
+    parser.add_argument("--rss-calls", type=int, default=0, help="also a full-speed RSS run of this many calls")
     args = parser.parse_args()
     per_loop = len(TraceStream(ALL))
     workdir = Path(tempfile.mkdtemp(prefix="calltrail-bench-daemon-"))
     configured = os.environ.get("CALLTRAIL_TEST_DSN")
     target = None if configured else pg.start_embedded(workdir / "pg")
     dsn = configured or (target.dsn if target else "")
+    pgdata = target.embedded_dir if target is not None else None
+    runs: list[tuple[str, RunResult]] = []
+    rss_run: RunResult | None = None
     try:
         conn = await store.connect(dsn)
         await store.init_schema(conn)
         await conn.close()
-        full = await run(dsn, workdir, 15038, args.loops, None)
-        steady_loops = max(1, int(args.rate * args.steady_seconds / per_loop))
-        steady = await run(dsn, workdir, 15039, steady_loops, args.rate)
+        for _ in range(args.repeat):
+            runs.append(("as fast as possible", await run(dsn, workdir, 15038, args.loops, None, pgdata)))
+        if args.steady_seconds > 0:
+            steady_loops = max(1, int(args.rate * args.steady_seconds / per_loop))
+            steady = await run(dsn, workdir, 15039, steady_loops, args.rate, pgdata)
+            runs.append((f"steady {args.rate:.0f} events/s", steady))
+        if args.rss_calls:
+            rss_loops = -(-args.rss_calls // CALLS_PER_LOOP)
+            rss_run = await run(dsn, workdir, 15040, rss_loops, None, pgdata)
     finally:
         if target is not None:
             pg.stop_embedded(workdir / "pg")
         shutil.rmtree(workdir, ignore_errors=True)
-    print("## Daemon\n")
     print(f"Machine: {machine_details()}\n")
-    print("`python bench/daemon.py`: the 14 shared traces looped with fresh ids and restamped, streamed by the "
-          "fake Asterisk (its own process) over TCP to `calltrail-ingest run` (in-process), PostgreSQL "
-          "embedded on the same 2 cores; every call committed before the clock stops.\n")
-    print("| run | events | calls | seconds | events/s | hang-up to commit p50 | p99 | RSS at 1/4 | RSS at end |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, r in (("as fast as possible", full), (f"steady {args.rate:.0f} events/s", steady)):
-        print(f"| {name} | {r['events']:,.0f} | {r['calls']:,.0f} | {r['seconds']:.1f} | {r['events_per_s']:,.0f} "
-              f"| {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['rss_quarter']:.0f} MiB | {r['rss_end']:.0f} MiB |")
+    print("| run | load | events | calls | seconds | events/s | hang-up to commit p50 | p99 "
+          "| CPU/event daemon | fake Asterisk | PostgreSQL | RSS at 1/4 | RSS at end |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in runs:
+        print(f"| {name} | {r.load:.1f} | {r.events:,} | {r.calls:,} | {r.seconds:.1f} | {r.events_per_s:,.0f} "
+              f"| {r.p50_ms:.0f} ms | {r.p99_ms:.0f} ms | {cpu_text(r.cpu_us['daemon'])} "
+              f"| {cpu_text(r.cpu_us['fake Asterisk'])} | {cpu_text(r.cpu_us['PostgreSQL'])} "
+              f"| {r.rss_at(0.25):.0f} MiB | {r.rss[-1][1]:.0f} MiB |")
+    if rss_run is not None:
+        print(f"\nRSS run: {rss_run.calls:,} calls, {rss_run.events:,} events in {rss_run.seconds:.0f} s "
+              f"({rss_run.events_per_s:,.0f} events/s, load {rss_run.load:.1f}); daemon RSS by calls stored:\n")
+        tenths = [rss_run.rss_at(n / 10) for n in range(1, 11)]
+        print("| calls stored | " + " | ".join(f"{n * 10}%" for n in range(1, 11)) + " |")
+        print("| --- | " + " | ".join("---:" for _ in tenths) + " |")
+        print("| RSS (MiB) | " + " | ".join(f"{r:.1f}" for r in tenths) + " |")
 
 
 if __name__ == "__main__":

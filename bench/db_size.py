@@ -29,7 +29,7 @@ from ingest import pg, store
 from ingest.assembler import CallAssembler
 from ingest.config import SystemConfig
 from ingest.events import AmiParser
-from ingest.records import CallRecord, RingAttempt, Segment
+from ingest.records import CallRecord
 from reports import demo_stream
 
 TABLES = ("calls", "call_segments", "call_ring_attempts", "report_daily_totals", "unmapped_extensions")

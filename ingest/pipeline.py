@@ -151,25 +151,35 @@ class SystemPipeline:
         apply = self.apply if self.live else None
         ignored = 0
         kept = 0
-        for block in blocks:
-            newline = block.find("\r")
-            name = block[7:newline] if newline > 0 else block[7:]
-            if name in IGNORED_EVENTS and not (name == "Newexten" and _VOICEMAIL in block):
-                ignored += 1
-                continue
-            if "\r\nTimestamp: " not in block:
-                # Without timestampevents=yes (and in action lists) the time we got it is the best time.
-                block = f"{block}\r\nTimestamp: {time.time():.6f}"
-            position = append(block)
-            kept += 1
-            if apply is not None:
-                apply(position, block)
-        stats = self.stats
-        stats.received += len(blocks)
-        stats.ignored += ignored
-        stats.journaled += kept
-        if kept:
-            self._last_event_mono = time.monotonic()
+        try:
+            for block in blocks:
+                newline = block.find("\r")
+                name = block[7:newline] if newline > 0 else block[7:]
+                if name in IGNORED_EVENTS and not (name == "Newexten" and _VOICEMAIL in block):
+                    ignored += 1
+                    continue
+                if "\r\nTimestamp: " not in block:
+                    # Without timestampevents=yes (and in action lists) the time we got it is the best time.
+                    block = f"{block}\r\nTimestamp: {time.time():.6f}"
+                position = append(block)
+                kept += 1
+                if apply is not None:
+                    apply(position, block)
+        except BaseException:
+            # A bug stops the daemon; what follows the failing message stays queued for the
+            # shutdown drain to journal, as when messages were queued one by one.
+            rest = blocks[ignored + kept:]
+            if rest:
+                self.queue.appendleft(rest)
+                self.queued += len(rest)
+            raise
+        finally:
+            stats = self.stats
+            stats.received += ignored + kept
+            stats.ignored += ignored
+            stats.journaled += kept
+            if kept:
+                self._last_event_mono = time.monotonic()
 
     def apply(self, position: Position, block: str) -> None:
         """Parse and assemble one journaled message."""

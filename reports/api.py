@@ -56,9 +56,8 @@ async def _reading(source: Any, user: User) -> AsyncIterator[tuple[Any, Actor]]:
 
 def _filters(request: ReportRequest, scope: data.Scope, fmt: Formatter, *, sort: bool = False) -> list[tuple[str, str]]:
     everything = fmt.t("all")
-    types = everything if request.types == ALL_TYPES else "، ".join(fmt.t(f"kind.{t}") for t in request.types)
-    if not fmt.rtl:
-        types = types.replace("، ", ", ")
+    comma = "، " if fmt.rtl else ", "
+    types = everything if request.types == ALL_TYPES else comma.join(fmt.t(f"kind.{t}") for t in request.types)
     shown = [
         (fmt.t("filter.by"), fmt.t(f"bd.{request.breakdown}")),
         (fmt.t("filter.agent"), scope.agent.name if scope.agent else everything),
@@ -99,7 +98,8 @@ async def _document(conn: Any, request: ReportRequest, who: Actor, now: datetime
     builder = RowBuilder(request, scope.by_id(), AssignmentBook(await data.assignments(conn, scope.system_ids)),
                          next_number=offset + 1)
     if stream:
-        rows = builder.stream(data.details(conn, request, scope, limit=limit, offset=offset))
+        identities = await data.identities_in_period(conn, request, scope)
+        rows = builder.stream(data.details_stream(conn, request, scope), identities)
     else:
         page = await data.details_page(conn, request, scope, limit=limit, offset=offset)
         rows = iterate([builder.build(r) for r in page])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -94,6 +94,7 @@ def format_ymd(year: int, month: int, day: int, calendar: Calendar) -> str:
     return f"{year:04d}{separator}{month:02d}{separator}{day:02d}"
 
 
+@lru_cache(maxsize=8192)
 def format_date(day: date, calendar: Calendar) -> str:
     """`day` written in `calendar` (ASCII digits)."""
     return format_ymd(*split(day, calendar), calendar)

@@ -124,11 +124,15 @@ def half_up(value: Decimal | float | int, places: int = 0) -> Decimal:
     return Decimal(str(value)).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
+_HALF = Decimal("0.5")
+
+
 def duration(seconds: Decimal | float | int | None) -> str:
     """H:MM:SS with uncapped, thousands-separated hours (`15,623:30:36`); empty for None."""
     if seconds is None:
         return ""
-    total = int(half_up(seconds))
+    # Half up to the second; int() truncates, which is floor for the non-negative durations here.
+    total = int(seconds + _HALF) if isinstance(seconds, Decimal) else int(half_up(seconds))
     hours, rest = divmod(total, 3600)
     return f"{hours:,}:{rest // 60:02d}:{rest % 60:02d}"
 

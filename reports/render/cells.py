@@ -6,12 +6,12 @@ from reports.context import CallRow, TotalsDocument
 from reports.text import Formatter
 
 # A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 def neutralise(value: str) -> str:
     """`value` made inert for spreadsheets: a leading quote before a formula character."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if value[:1] in FORMULA_STARTS else value
 
 
 def detail_titles(fmt: Formatter) -> list[str]:

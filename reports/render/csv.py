@@ -13,7 +13,7 @@ from typing import BinaryIO
 from reports import calendar as cal
 from reports.context import ReportDocument, Totals, TotalsDocument
 from reports.render.cells import detail_titles, identity_text, neutralise, totals_titles
-from reports.text import duration
+from reports.text import LABELS, duration
 
 BOM = "\ufeff"
 # Lines buffered before each write to the output.
@@ -31,7 +31,7 @@ class _Sink:
         self.buffer.write(BOM)
 
     def row(self, values: list[str]) -> None:
-        self.writer.writerow([neutralise(v) for v in values])
+        self.writer.writerow(values)
         self.lines += 1
         if self.lines % FLUSH_EVERY == 0:
             self.flush()
@@ -47,14 +47,20 @@ async def write_details_csv(document: ReportDocument, out: BinaryIO) -> None:
     fmt, calendar = document.fmt, document.request.calendar
     labels = [b.bucket.label(document.request.lang) for b in document.buckets]
     sink = _Sink(out)
+    kinds = {kind: fmt.t(f"kind.{kind}") for kind in ("incoming", "outgoing", "missed", "internal")}
+    reasons = {key[len("reason."):]: fmt.t(key) for key in LABELS if key.startswith("reason.")}
     sink.row(detail_titles(fmt))
     async for row in document.rows:
+        start = row.start
+        # Only values that come from outside (the PBX, the directory, the CRM) can start like a formula.
         sink.row([
-            str(row.number), cal.format_date(row.start.date(), calendar), row.start.strftime("%H:%M:%S"),
-            row.caller, row.caller_name or "", row.callee, row.agent_names, identity_text(row),
-            fmt.t(f"kind.{row.kind}"),
-            fmt.t(f"reason.{row.reason}") if row.reason else "", str(row.transfer_count),
-            duration(row.wait_seconds), duration(row.talk_seconds), row.system, row.call_id, labels[row.bucket],
+            str(row.number), cal.format_date(start.date(), calendar),
+            f"{start.hour:02d}:{start.minute:02d}:{start.second:02d}",
+            neutralise(row.caller), neutralise(row.caller_name or ""), neutralise(row.callee),
+            neutralise(row.agent_names), neutralise(identity_text(row)), kinds[row.kind],
+            reasons[row.reason] if row.reason else "", str(row.transfer_count),
+            duration(row.wait_seconds), duration(row.talk_seconds), neutralise(row.system),
+            neutralise(row.call_id), labels[row.bucket],
         ])
     sink.flush()
 
@@ -72,7 +78,7 @@ async def write_totals_csv(document: TotalsDocument, out: BinaryIO) -> None:
     sink.row(totals_titles(document))
     internal = document.show_internal
     for number, line in enumerate(document.lines, start=1):
-        sink.row([str(number), line.key, *_totals_cells(line.totals, internal)])
+        sink.row([str(number), neutralise(line.key), *_totals_cells(line.totals, internal)])
     sink.row(["", document.fmt.t("sum"), *_totals_cells(document.sum, internal)])
     sink.row(["", document.fmt.t("average"), *_totals_cells(document.average, internal)])
     sink.flush()

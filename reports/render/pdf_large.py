@@ -1,12 +1,12 @@
-"""PDF for large call-details reports: Typst, in chunks laid out in parallel threads, then merged.
+"""PDF for large call-details reports: Typst, in chunks laid out in parallel processes, then merged.
 
 WeasyPrint lays out a few hundred rows a second at best here and its memory grows with the whole
 table, so past `pdf.WEASYPRINT_MAX_ROWS` rows the report is set with Typst (the `typst` package: a
 compiled typesetter, no download at run time): the rows stream from the database into chunks of
-`ROWS_PER_CHUNK`, each chunk becomes one small PDF in a worker thread (Typst releases the GIL, so
-chunks are laid out on every core at once, memory bounded by the chunks in flight), pypdf joins
-them, and "page X of Y" is stamped on every page afterwards from one overlay document, because no
-chunk knows Y while it is laid out. Every value is written
+`ROWS_PER_CHUNK`, each chunk becomes one small PDF in a fresh worker process (`typst_worker`; as
+many at once as there are cores, so memory is bounded by the chunks in flight, and Typst's caches
+die with each process), pypdf joins them, and "page X of Y" is stamped on every page afterwards
+from one overlay document, because no chunk knows Y while it is laid out. Every value is written
 by the same Formatter as the other formats and handed to Typst as JSON data, never as markup.
 """
 
@@ -16,35 +16,28 @@ import asyncio
 import io
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
 from typing import Any, BinaryIO
 
 from reports.context import ReportDocument, Section, Totals, sections
+from reports.errors import ReportError
 from reports.render.chart import bar_chart
-from reports.render.html import FONTS_DIR
 from reports.text import Formatter
 
 ROWS_PER_CHUNK = 500
-TEMPLATE = (FONTS_DIR.parent / "templates" / "report.typ").read_bytes()
-OVERLAY = (FONTS_DIR.parent / "templates" / "page_numbers.typ").read_bytes()
 COLUMNS = ["col.row", "col.date", "col.time", "col.caller", "col.callee", "col.agent", "col.identity",
            "col.type", "col.transfers", "col.wait", "col.talk", "col.system"]
 
 
-def compile_typst(source: bytes, inputs: dict[str, str]) -> bytes:
-    """Lay out one Typst document with the shipped fonts only (runs in a worker thread)."""
-    import typst
-
-    from reports.errors import ReportError
-
-    # The stub ties font_paths' type to the source's (bytes here); the call itself takes str paths.
-    typeset: Any = typst.compile
-    try:
-        pdf = typeset(source, font_paths=[str(FONTS_DIR)], ignore_system_fonts=True, sys_inputs=inputs,
-                      pdf_tags=False)
-    except typst.TypstError as exc:
-        raise ReportError(f"the PDF could not be laid out: {exc}") from exc
-    assert isinstance(pdf, bytes)
+async def lay_out(template: str, inputs: dict[str, str]) -> bytes:
+    """One Typst document as PDF, laid out by a worker process."""
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reports.render.typst_worker", template,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    pdf, errors = await worker.communicate(json.dumps(inputs, ensure_ascii=False).encode("utf-8"))
+    if worker.returncode != 0:
+        raise ReportError(f"the PDF could not be laid out: {errors.decode('utf-8', 'replace').strip()}")
     return pdf
 
 
@@ -115,39 +108,38 @@ async def write_large_pdf(document: ReportDocument, out: BinaryIO) -> None:
     """Write a details report of any size as PDF through Typst, chunk by chunk."""
     from pypdf import PdfReader, PdfWriter
 
-    loop = asyncio.get_running_loop()
-    workers = _workers()
-    with ThreadPoolExecutor(workers, thread_name_prefix="typst") as pool:
-        pending: list[asyncio.Future[bytes]] = []
-        slots = asyncio.Semaphore(workers * 2)      # chunks laid out or waiting: bounds memory
-        items: list[list[Any]] = []
-        rows_in_chunk = 0
-        first = True
+    workers = asyncio.Semaphore(_workers())
+    pending: list[asyncio.Task[bytes]] = []
 
-        async def submit(last: bool) -> None:
-            nonlocal items, rows_in_chunk, first
-            await slots.acquire()
-            future = loop.run_in_executor(pool, compile_typst, TEMPLATE, _chunk(document, items, first, last))
-            future.add_done_callback(lambda _: slots.release())
-            pending.append(future)
-            items, rows_in_chunk, first = [], 0, False
+    async def chunk_pdf(inputs: dict[str, str]) -> bytes:
+        async with workers:
+            return await lay_out("report", inputs)
 
+    items: list[list[Any]] = []
+    rows_in_chunk = 0
+    try:
         async for section in sections(document):
             items.append(_item(section, document.fmt, document.show_internal))
             rows_in_chunk += section.kind == "row"
             # Cut only after a bucket's totals or a row, so a chunk never starts with a subtotal.
             if rows_in_chunk >= ROWS_PER_CHUNK and section.kind != "open":
-                await submit(last=False)
-        await submit(last=True)
+                pending.append(asyncio.create_task(chunk_pdf(_chunk(document, items, not pending, False))))
+                items, rows_in_chunk = [], 0
+                # Reading on while every worker is busy would only pile chunks up in memory.
+                while sum(not task.done() for task in pending) > 2 * _workers():
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        pending.append(asyncio.create_task(chunk_pdf(_chunk(document, items, not pending, True))))
         chunks = await asyncio.gather(*pending)
-        writer = PdfWriter()
-        for chunk in chunks:
-            for page in PdfReader(io.BytesIO(chunk)).pages:
-                writer.add_page(page)
-        total = len(writer.pages)
-        fmt = document.fmt
-        overlay_inputs = {"pages": str(total), "label": fmt.t("page"), "persian": "1" if fmt.rtl else ""}
-        overlay = await loop.run_in_executor(pool, compile_typst, OVERLAY, overlay_inputs)
+    finally:
+        for task in pending:
+            task.cancel()
+    writer = PdfWriter()
+    for chunk in chunks:
+        for page in PdfReader(io.BytesIO(chunk)).pages:
+            writer.add_page(page)
+    fmt = document.fmt
+    overlay = await lay_out("page_numbers", {"pages": str(len(writer.pages)), "label": fmt.t("page"),
+                                             "persian": "1" if fmt.rtl else ""})
     for page, stamp in zip(writer.pages, PdfReader(io.BytesIO(overlay)).pages, strict=True):
         page.merge_page(stamp)
         # merge_page leaves the joined content uncompressed (15 times larger).
