@@ -270,12 +270,13 @@ class RowBuilder:
         """CallRows from the text fields of details_copy.sql, identities looked up by number."""
         starts = [moment.timestamp() for moment in self._starts]
         zone, systems = self._zone, self.systems
-        none: Mapping[str, Any] = {"ids": (), "names": (), "urls": ()}
+        # Built once per number, not once per call.
+        holders = {number: tuple(IdentityRef(*found) for found in zip(r["ids"], r["names"], r["urls"], strict=True))
+                   for number, r in identities.items()}
         async for (call_id, system_text, epoch, direction, status, reason, caller, caller_name, callee, outside,
                    wait, talk, transfers, chain) in lines:
             system_id, seconds = int(system_text), float(epoch)
             start = datetime.fromtimestamp(seconds, zone)
-            found = identities.get(outside, none) if outside else none
             system = systems.get(system_id)
             yield CallRow(
                 number=self.next_number, call_id=call_id, system=system.label if system else system_text,
@@ -283,9 +284,7 @@ class RowBuilder:
                 direction=direction, status=status, reason=reason or None, caller=caller,
                 caller_name=caller_name or None, callee=callee, external_number=outside or None,
                 agents=self.agents(system_id, direction, caller, chain.split(), start),
-                identities=tuple(IdentityRef(i, n, u) for i, n, u in zip(
-                    found["ids"], found["names"], found["urls"], strict=True)),
-                transfer_count=int(transfers), wait_seconds=Decimal(wait),
+                identities=holders.get(outside, ()), transfer_count=int(transfers), wait_seconds=Decimal(wait),
                 talk_seconds=Decimal(talk) if status == "answered" else None,
             )
             self.next_number += 1

@@ -278,3 +278,16 @@ async def test_header_names_every_filter(db: asyncpg.Connection, loaded: report_
     assert header.made_at.utcoffset() is not None
     assert header.made_at.hour == 12
     assert header.made_at.minute == 30
+
+
+async def test_upgrading_from_version_1_fills_the_rollup_from_stored_calls(db: asyncpg.Connection,
+                                                                           loaded: report_data.Loaded) -> None:
+    # A version-1 database: calls stored, no rollup and no triggers yet.
+    await db.execute("""
+        DROP TRIGGER report_rollup_insert ON calls; DROP TRIGGER report_rollup_update ON calls;
+        DROP TRIGGER report_rollup_delete ON calls; DROP TRIGGER report_rollup_timezone ON telephone_systems;
+        DROP TABLE report_daily_totals; UPDATE schema_version SET version = 1""")
+    assert await store.init_schema(db) == (1, 2)
+    totals = await both_ways(db, request(branch="tehran", by="day", type="all,internal"))
+    assert totals[None].calls == 10
+    assert await store.init_schema(db) == (2, 2)

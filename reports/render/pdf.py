@@ -10,7 +10,7 @@ from reports.render.html import Document, render_html
 
 # Above this many calls a details report is set by Typst in parallel chunks (see pdf_large.py):
 # WeasyPrint's time and memory grow with the whole table.
-WEASYPRINT_MAX_ROWS = 300
+WEASYPRINT_MAX_ROWS = 200
 
 
 def html_to_pdf(html: str) -> bytes:
