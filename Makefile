@@ -1,11 +1,11 @@
-# Shortcuts; each target is one command of the README.
+# Shortcuts for the README's scripts (make is optional: the scripts are the commands).
 .PHONY: setup check demo
 
 setup:
 	scripts/setup
 
-check: setup
-	scripts/check
+check:
+	scripts/test
 
-demo: setup
-	.venv/bin/calltrail-report demo
+demo:
+	scripts/demo

@@ -20,8 +20,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from ingest import pg, store
+
+# CI machines are small and shared: judge properties by their outcome, never by wall time.
+settings.register_profile(
+    "calltrail", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("calltrail")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRACES = FIXTURES / "ami-traces"

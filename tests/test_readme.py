@@ -157,17 +157,20 @@ def test_every_shell_block_is_marked() -> None:
     assert not unmarked, f"README ```sh blocks at lines {unmarked} need <!-- test --> or <!-- shown: why -->"
 
 
-def test_quick_start_is_the_two_make_targets_ci_runs() -> None:
+def test_quick_start_is_the_two_scripts_ci_runs() -> None:
     quick = readme_blocks()[0]
     assert quick.heading == "Quick start"
-    assert [shlex.join(c) for c in commands(quick.text)] == ["make demo", "make check"]
-    demo = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    check = subprocess.run(["make", "-n", "check"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert [shlex.join(c) for c in commands(quick.text)] == ["scripts/demo", "scripts/test"]
+    demo = (ROOT / "scripts" / "demo").read_text()
+    test = (ROOT / "scripts" / "test").read_text()
     assert "scripts/setup" in demo
     assert ".venv/bin/calltrail-report demo" in demo
-    assert "scripts/setup" in check
-    assert "scripts/check" in check
-    assert "make check" in (ROOT / ".ci" / "run").read_text()
+    assert "scripts/setup" in test
+    assert "scripts/check" in test
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+    check = (ROOT / "scripts" / "check").read_text()
+    for tool in ('ruff" check', 'mypy"', 'pytest" -W error'):
+        assert tool in check
 
 
 def test_shown_blocks_are_valid_shell_and_calltrail_command_lines() -> None:
@@ -180,6 +183,8 @@ def test_shown_blocks_are_valid_shell_and_calltrail_command_lines() -> None:
                 program, args = program_and_args(next(commands(args[1])))
             if program in CLIS:
                 check_cli(program, args)
+            elif words[0].startswith("scripts/"):
+                assert os.access(ROOT / words[0], os.X_OK), f"README line {block.line}: {words[0]} is not executable"
             elif block.kind == "shown":
                 assert program in KNOWN_PROGRAMS, f"README line {block.line}: unknown program {program!r}"
 
