@@ -236,8 +236,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-async def run_load(base: str, form: dict[str, str], clients: int, seconds: float) -> dict[str, float]:
-    """Warm up, log every client in, then `clients` closed-loop clients for `seconds`."""
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time the server process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_load(base: str, form: dict[str, str], clients: int, seconds: float, pid: int) -> dict[str, float]:
+    """Warm up, log every client in, then `clients` closed-loop clients for `seconds`.
+
+    Also the server's CPU time per request: on a shared machine the latencies depend on the
+    other load, the CPU the server spends on a request much less.
+    """
     warm: list[float] = []
     await client_loop(await logged_in(base), form, time.perf_counter() + 3, warm, [], [])
     sessions = [await logged_in(base) for _ in range(clients)]
@@ -245,9 +255,11 @@ async def run_load(base: str, form: dict[str, str], clients: int, seconds: float
     errors: list[str] = []
     sizes: list[int] = []
     began = time.perf_counter()
+    cpu_began = server_cpu_seconds(pid)
     stop_at = began + seconds
     await asyncio.gather(*(client_loop(s, form, stop_at, latencies, errors, sizes) for s in sessions))
     wall = time.perf_counter() - began
+    cpu = server_cpu_seconds(pid) - cpu_began
     if errors:
         raise SystemExit(f"{len(errors)} failed requests, first: {errors[0]}")
     return {
@@ -255,6 +267,7 @@ async def run_load(base: str, form: dict[str, str], clients: int, seconds: float
         "p95": percentile(latencies, 0.95) * 1000, "p99": percentile(latencies, 0.99) * 1000,
         "max": max(latencies) * 1000, "mean": statistics.fmean(latencies) * 1000,
         "single": statistics.median(warm) * 1000, "rows": float(statistics.median(sizes)),
+        "cpu_ms": cpu / max(len(latencies), 1) * 1000,
     }
 
 
@@ -305,7 +318,7 @@ def main() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        result = asyncio.run(run_load(base, form, args.clients, args.seconds))
+        result = asyncio.run(run_load(base, form, args.clients, args.seconds, server.pid))
         rss = server_rss_mib(server.pid)
     finally:
         server.terminate()
@@ -319,7 +332,8 @@ def main() -> None:
     )
     print(f"requests: {result['requests']}, req/s {result['rps']:.1f}, p50 {result['p50']:.0f} ms, "
           f"p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, max {result['max']:.0f} ms, "
-          f"one client alone {result['single']:.0f} ms, server peak RSS {rss:.0f} MiB, "
+          f"one client alone {result['single']:.0f} ms, server CPU {result['cpu_ms']:.1f} ms per request, "
+          f"server peak RSS {rss:.0f} MiB, "
           f"bench peak RSS {peak_rss_mib():.0f} MiB")
     print(line)
     if args.record:

@@ -38,6 +38,10 @@ _DISPOSITION_REASON: dict[str, Reason] = {
 }
 
 
+def _row_order(row: CdrRow) -> tuple[datetime, int]:
+    return row.start, row.line
+
+
 def pair_of(channel: str) -> str:
     """The party a channel stands for: a Local pair's common name, else the channel itself."""
     if channel.startswith("Local/"):
@@ -58,65 +62,131 @@ class _Leg:
     began_by: SegmentStart = "answered"
 
 
+_CACHE_LIMIT = 100_000
+
+
+def _channel_key(channel: str) -> str:
+    """What of a channel name decides whom it stands for: the name without its unique suffix.
+
+    `parse_channel_name` keeps only the endpoint (`PJSIP/101-0000002a` -> `101`, a Local pair's
+    `exten@context`), so names that differ only in the suffix (and a Local pair's half) stand for
+    the same party; names without a suffix are their own key.
+    """
+    slash = channel.find("/")
+    if slash < 0:
+        return channel
+    if channel.startswith("Local/"):
+        semi = channel.rfind(";")
+        if semi >= 0:
+            channel = channel[:semi]
+    cut = channel.rfind("-")
+    return channel[:cut] if cut > slash + 1 else channel
+
+
 class CallBuilder:
     """Derives CallRecords for one telephone system; keeps its party rules' caches between calls."""
 
     def __init__(self, system: SystemConfig) -> None:
         self.system = system
         self.rules = PartyRules(system)
+        # Bounded caches of the per-leg decisions: the same phones, trunks and callers recur all day.
+        self._extensions: dict[tuple[str, str, str], str | None] = {}
+        self._numbers: dict[str, str | None] = {}
+        self._names: dict[str, str | None] = {}
+        self._extension_numbers: dict[str, bool] = {}
 
     def extension(self, channel: str, callerid: str = "", accountcode: str = "", context: str = "") -> str | None:
         """The extension `channel` stands for, or None for an outside party (or no channel)."""
         if not channel:
             return None
-        return self.rules.extension_of(parse_channel_name(channel), callerid, accountcode, context)
+        source = self.system.extension_from
+        candidate = "" if source == "endpoint" else callerid if source == "callerid" else accountcode
+        key = (_channel_key(channel), candidate, context)
+        try:
+            return self._extensions[key]
+        except KeyError:
+            if len(self._extensions) >= _CACHE_LIMIT:
+                self._extensions.clear()
+            found = self._extensions[key] = self.rules.extension_of(parse_channel_name(channel), callerid,
+                                                                   accountcode, context)
+            return found
 
     def _a_party(self, row: CdrRow) -> str | None:
         return self.extension(row.channel, row.src, row.accountcode, row.dcontext)
 
+    def is_extension_number(self, number: str) -> bool:
+        """`PartyRules.is_extension_number`, cached."""
+        try:
+            return self._extension_numbers[number]
+        except KeyError:
+            if len(self._extension_numbers) >= _CACHE_LIMIT:
+                self._extension_numbers.clear()
+            found = self._extension_numbers[number] = self.rules.is_extension_number(number)
+            return found
+
+    def normalize(self, number: str) -> str | None:
+        """`normalize_number` for this system, cached (a miss costs phonenumbers' validation)."""
+        try:
+            return self._numbers[number]
+        except KeyError:
+            if len(self._numbers) >= _CACHE_LIMIT:
+                self._numbers.clear()
+            found = self._numbers[number] = normalize_number(number, self.system)
+            return found
+
+    def caller_name(self, clid: str) -> str | None:
+        """The name part of a CDR clid (`"Name" <number>`), cached."""
+        try:
+            return self._names[clid]
+        except KeyError:
+            if len(self._names) >= _CACHE_LIMIT:
+                self._names.clear()
+            found = self._names[clid] = _caller_name(clid)
+            return found
+
     def build(self, rows: Sequence[CdrRow], cel: Sequence[CelRow], call_id: str,
               linkedids: tuple[str, ...]) -> CallRecord:
         """The CallRecord of one call's CDR rows (in any order) and its CEL events (maybe none)."""
-        rows = sorted(rows, key=lambda r: (r.start, r.line))
+        rows = sorted(rows, key=_row_order) if len(rows) > 1 else list(rows)
         root = rows[0]
         by_pair: dict[str, list[CdrRow]] = {}
         for row in rows:
             by_pair.setdefault(pair_of(row.channel), []).append(row)
         caller_extension = self._a_party(root)
         root_pair = pair_of(root.channel)
-        trunk_rows = [r for r in rows if pair_of(r.channel) == root_pair and r.dstchannel
+        trunk_rows = [r for r in rows if r.dstchannel and pair_of(r.channel) == root_pair
                       and self._b_party(r, by_pair)[0] is None]
         direction: Direction
         if caller_extension is None:
             direction = "incoming"
-        elif trunk_rows or (not self.rules.is_extension_number(root.dst) and len(root.dst) > 5
-                            and root.dst.isdigit()):
+        elif trunk_rows or (len(root.dst) > 5 and root.dst.isdigit() and not self.is_extension_number(root.dst)):
             direction = "outgoing"
         else:
             direction = "internal"
         anchor = {pair_of(trunk_rows[0].dstchannel)} if direction == "outgoing" and trunk_rows else {root_pair}
         legs, rings = self._legs(rows, anchor, by_pair)
-        events = _CelIndex(cel)
-        segments = self._segments(legs, rows, events)
+        events = _CelIndex(cel) if cel else _NO_EVENTS
+        segments = self._segments(legs, rows, events) if legs else []
         start = root.start
-        end = max(r.end for r in rows)
+        end = max([r.end for r in rows]) if len(rows) > 1 else root.end
         answer = segments[0].answer if segments else None
         status: Status = "answered" if segments else ("missed" if direction == "incoming" else "unanswered")
         reason = None if segments else self._reason(direction, root, rows, rings, trunk_rows, events)
-        caller, caller_name = root.src, _caller_name(root.clid)
+        caller, caller_name = root.src, self.caller_name(root.clid)
         if direction == "outgoing":
             first = trunk_rows[0] if trunk_rows else root
             callee = first.dst if first.dst not in ("", "s") else dialled_number(first.lastdata)
-            external = normalize_number(callee, self.system)
+            external = self.normalize(callee) if callee else None
         else:
             callee = self._callee(root, rows, events, direction)
-            external = normalize_number(caller, self.system) if direction == "incoming" else None
+            external = self.normalize(caller) if direction == "incoming" and caller else None
         # The agent who dials out does not ring: outgoing calls have no ring attempts.
         ring_attempts = self._ring_attempts(legs, rings, segments, reason) if direction != "outgoing" else []
         return CallRecord(
             system=self.system.name, call_id=call_id, direction=direction, status=status, reason=reason,
-            caller=caller, callee=callee, start=start, end=max(end, start), answer=answer, caller_name=caller_name,
-            external_number=external, linkedids=linkedids, segments=tuple(segments), rang=tuple(ring_attempts),
+            caller=caller, callee=callee, start=start, end=end if end > start else start, answer=answer,
+            caller_name=caller_name, external_number=external, linkedids=linkedids, segments=tuple(segments),
+            rang=tuple(ring_attempts),
         )
 
     def _b_party(self, row: CdrRow, by_pair: dict[str, list[CdrRow]]) -> tuple[str | None, CdrRow | None]:
@@ -254,7 +324,7 @@ class CallBuilder:
         if dialled and dialled != "s":
             return dialled
         for row in rows:
-            if row.dst and row.dst != "s" and not self.rules.is_extension_number(row.dst):
+            if row.dst and row.dst != "s" and not self.is_extension_number(row.dst):
                 return row.dst
         return root.dst if root.dst != "s" else ""
 
@@ -293,6 +363,8 @@ def _caller_name(clid: str) -> str | None:
 class _CelIndex:
     """The CEL events of one call, looked up by channel."""
 
+    by_channel: dict[str, list[CelRow]]
+
     def __init__(self, events: Sequence[CelRow]) -> None:
         self.by_channel: dict[str, list[CelRow]] = {}
         for event in events:
@@ -327,3 +399,6 @@ class _CelIndex:
             if event.event == "CHAN_START":
                 return event.exten
         return ""
+
+
+_NO_EVENTS = _CelIndex(())

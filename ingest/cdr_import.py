@@ -350,7 +350,17 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecor
         # Only calls this import wrote before are rewritten; the daemon's (AMI) calls never are.
         stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
     stats.calls_present += sum(1 for r in batch if r.call_id in present) - len(again)
-    new = [r for r in batch if r.call_id not in present]
+    new: list[CallRecord] = []
+    seen: set[str] = set()
+    for record in batch:
+        if record.call_id in present:
+            continue
+        if record.call_id in seen:
+            # The same call id twice in one file (a PBX restart reusing ids): the first one stands.
+            stats.calls_present += 1
+            continue
+        seen.add(record.call_id)
+        new.append(record)
     try:
         stats.calls_stored += await cdr_store.insert_new_calls(conn, system_id, new, source="cdr")
     except Exception as exc:

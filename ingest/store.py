@@ -179,7 +179,7 @@ def call_row(system_id: int, record: CallRecord, source: str) -> tuple[Any, ...]
     )
 
 
-# The whole batch in ONE statement (so one round trip, atomic without BEGIN/COMMIT): the calls are
+# The whole batch in ONE statement (one round trip between BEGIN and COMMIT): the calls are
 # upserted from parallel arrays, and the CTEs chained on their RETURNING write the segments and ring
 # attempts, drop the surplus turns of a call stored again, register unmapped extensions (for calls
 # seen the first time only) and advance the checkpoint. Sibling CTEs never touch the same row: the
@@ -324,7 +324,7 @@ async def store_calls(
     checkpoint: str | None = None,
     last_event_at: datetime | None = None,
 ) -> int:
-    """Store `records` in one statement (atomic, one round trip), idempotently; returns how many were written.
+    """Store `records` in one statement and transaction, idempotently; returns how many were written.
 
     With `checkpoint`, the system's journal checkpoint advances in the same statement, so it can
     never get ahead of the calls it vouches for.
@@ -335,9 +335,13 @@ async def store_calls(
         return 0
     # One row per call: a batch may finish the same call twice (a replay), the last one wins.
     records = list({record.call_id: record for record in records}.values())
-    written: int = await conn.fetchval(
-        _STORE_BATCH, system_id, source, checkpoint, last_event_at, *_batch_arguments(records)
-    )
+    arguments = _batch_arguments(records)
+    # In a transaction although one statement is atomic: alone, it would be committed even when the
+    # connection drops while it runs, and the caller would retry calls that are already stored.
+    # Harmless (the write is idempotent) but it blurs "pending" and "stored"; this way only a
+    # connection lost during COMMIT leaves the outcome unknown.
+    async with conn.transaction():
+        written: int = await conn.fetchval(_STORE_BATCH, system_id, source, checkpoint, last_event_at, *arguments)
     return written
 
 

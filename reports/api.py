@@ -14,7 +14,7 @@ read-only repeatable-read transaction, so the totals and the rows of a report ag
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from reports import data
 from reports.context import (
     AssignmentBook,
     BucketTotals,
+    CallRow,
     ChainDocument,
     ChainTurn,
     Header,
@@ -54,12 +55,14 @@ async def _reading(source: Any, user: User) -> AsyncIterator[tuple[Any, Actor]]:
             yield conn, who
 
 
-def _filters(request: ReportRequest, scope: data.Scope, fmt: Formatter, *, sort: bool = False) -> list[tuple[str, str]]:
+def _filters(request: ReportRequest, scope: data.Scope, fmt: Formatter, *, sort: bool = False,
+             breakdown: bool = True) -> list[tuple[str, str]]:
     everything = fmt.t("all")
     comma = "، " if fmt.rtl else ", "
     types = everything if request.types == ALL_TYPES else comma.join(fmt.t(f"kind.{t}") for t in request.types)
-    shown = [
-        (fmt.t("filter.by"), fmt.t(f"bd.{request.breakdown}")),
+    # Totals by agent or by number have one line per agent or number: no breakdown by date.
+    shown = [(fmt.t("filter.by"), fmt.t(f"bd.{request.breakdown}"))] if breakdown else []
+    shown += [
         (fmt.t("filter.agent"), scope.agent.name if scope.agent else everything),
         (fmt.t("filter.type"), types),
         (fmt.t("filter.branch"), (scope.branch[1] or scope.branch[0]) if scope.branch else everything),
@@ -73,7 +76,7 @@ def _filters(request: ReportRequest, scope: data.Scope, fmt: Formatter, *, sort:
 
 
 def _header(request: ReportRequest, scope: data.Scope, who: Actor, fmt: Formatter, title: str,
-            now: datetime | None, *, sort: bool = False) -> Header:
+            now: datetime | None, *, sort: bool = False, breakdown: bool = True) -> Header:
     return Header(
         title=title,
         company=request.company,
@@ -81,7 +84,7 @@ def _header(request: ReportRequest, scope: data.Scope, who: Actor, fmt: Formatte
         made_by=fmt.t("builtin_admin") if who.builtin else who.name,
         first_day=request.first_day,
         last_day=request.last_day,
-        filters=tuple(_filters(request, scope, fmt, sort=sort)),
+        filters=tuple(_filters(request, scope, fmt, sort=sort, breakdown=breakdown)),
     )
 
 
@@ -97,9 +100,15 @@ async def _document(conn: Any, request: ReportRequest, who: Actor, now: datetime
     )
     builder = RowBuilder(request, scope.by_id(), AssignmentBook(await data.assignments(conn, scope.system_ids)),
                          next_number=offset + 1)
+    rows: AsyncIterable[CallRow]
     if stream:
-        identities = await data.identities_in_period(conn, request, scope)
-        rows = builder.stream(data.details_stream(conn, request, scope), identities)
+        async def streamed() -> AsyncIterator[CallRow]:
+            # Read when iterated only: a CSV export has the server write the rows instead (render/csv.py).
+            identities = await data.identities_in_period(conn, request, scope)
+            async for row in builder.stream(data.details_stream(conn, request, scope), identities):
+                yield row
+
+        rows = data.StreamedRows(streamed(), conn, request, scope)
     else:
         page = await data.details_page(conn, request, scope, limit=limit, offset=offset)
         rows = iterate([builder.build(r) for r in page])
@@ -149,7 +158,7 @@ async def totals_report(source: Any, request: ReportRequest, by: Literal["agent"
                 if b.index in found and found[b.index]["calls"]:
                     lines.append(TotalsLine(b.label(request.lang), "", Totals.from_record(found[b.index])))
             title = fmt.t("title.date", by=fmt.t(f"by.{request.breakdown}"))
-        header = _header(request, scope, who, fmt, title, now, sort=by == "number")
+        header = _header(request, scope, who, fmt, title, now, sort=by == "number", breakdown=by == "date")
     return TotalsDocument(by=by, request=request, header=header, lines=tuple(lines), fmt=fmt)
 
 

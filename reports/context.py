@@ -135,6 +135,8 @@ class CallRow(NamedTuple):
     transfer_count: int
     wait_seconds: Decimal
     talk_seconds: Decimal | None
+    # The system's unique name (`system` is its title for display): with the call id, it names the call.
+    system_name: str = ""
 
     @property
     def several_identities(self) -> bool:
@@ -261,6 +263,7 @@ class RowBuilder:
             caller=caller, caller_name=r["caller_name"], callee=r["callee"], external_number=r["external_number"],
             agents=agents, identities=identities, transfer_count=r["transfer_count"],
             wait_seconds=r["wait_seconds"], talk_seconds=r["talk_seconds"] if status == "answered" else None,
+            system_name=system.name if system else str(r["system_id"]),
         )
         self.next_number += 1
         return row
@@ -286,6 +289,7 @@ class RowBuilder:
                 agents=self.agents(system_id, direction, caller, chain.split(), start),
                 identities=holders.get(outside, ()), transfer_count=int(transfers), wait_seconds=Decimal(wait),
                 talk_seconds=Decimal(talk) if status == "answered" else None,
+                system_name=system.name if system else system_text,
             )
             self.next_number += 1
 

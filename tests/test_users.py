@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import asyncpg
 import pytest
+from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from reports import users
@@ -120,3 +122,32 @@ def test_cli_users(db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = runner.invoke(main, ["users", "add", "y"], input="short\nshort\n")
     assert result.exit_code == 1
     assert "at least 8" in result.output
+
+
+@pytest.mark.asyncio
+async def test_verify_password_leaves_the_event_loop_free(db: asyncpg.Connection) -> None:
+    """argon2 runs in a worker thread: other coroutines go on while a password is checked."""
+    await users.add_user(db, "mina", roles=["agent"], password="long enough password")
+    stored = await db.fetchval("SELECT password_hash FROM users WHERE username = 'mina'")
+    began = time.perf_counter()
+    PasswordHasher().verify(stored, "long enough password")
+    argon2_seconds = time.perf_counter() - began
+    gaps: list[float] = []
+    done = False
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    assert await users.verify_password(db, "mina", "long enough password") is not None
+    assert await users.verify_password(db, "mina", "a wrong password") is None
+    done = True
+    await task
+    # On the loop, each check would stall every other coroutine for a whole argon2 run.
+    assert max(gaps) < argon2_seconds / 2

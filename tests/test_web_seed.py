@@ -150,11 +150,11 @@ def with_database(dsn: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
-def make_app(database: str | asyncpg.Pool, dsn: str | None = None, **settings: object) -> Starlette:
+def make_app(database: str | asyncpg.Pool, **settings: object) -> Starlette:
     """The web app over a DSN or pool with test settings (fixed secret, Persian by default)."""
     values: dict[str, object] = {"secret_key": "test-secret-key-0123456789", "company_name": "تجارت الکترونیک اول"}
     values.update(settings)
-    return create_app(database, WebSettings(**values), dsn=dsn)  # type: ignore[arg-type]
+    return create_app(database, WebSettings(**values))  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -164,7 +164,7 @@ async def web_client(
     """An HTTP client of a fresh app (fresh throttle) over its own pool on `dsn`."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     try:
-        app = make_app(pool, dsn, **settings)
+        app = make_app(pool, **settings)
         transport = httpx.ASGITransport(app=app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client

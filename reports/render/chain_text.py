@@ -38,7 +38,7 @@ def chain_text(document: ChainDocument) -> str:
         for ring in document.rings:
             who = f"{ring.extension} ({ring.agent})" if ring.agent else ring.extension
             length = fmt.duration(ring.ring_seconds) if ring.ring_seconds is not None else ""
-            lines.append(f"  {fmt.num(ring.seq)}. {fmt.digits(who)}  {length}  {ring.how}")
+            lines.append(f"  {fmt.num(ring.seq)}. {fmt.digits(who)}  {length}  {fmt.t(f'ring.{ring.how}')}")
     return "\n".join(lines) + "\n"
 
 

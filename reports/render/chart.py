@@ -16,6 +16,8 @@ from reports.text import Formatter
 # report.css pads the HTML label row by LEFT and RIGHT (5% and 1.667% of WIDTH): keep them in step.
 WIDTH, HEIGHT = 960, 200
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 10, 4
+# At most this many bucket labels under the bars: a full date needs about three bars' width at 31 days.
+MAX_LABELS = 8
 COLOURS = {"incoming": "#2e7d32", "outgoing": "#1565c0", "missed": "#c62828", "internal": "#757575"}
 
 
@@ -49,7 +51,7 @@ def bar_chart(buckets: Sequence[BucketTotals], kinds: Sequence[str], fmt: Format
     top = _nice_ceiling(max(peak, 1))
     slot = plot_w / max(len(buckets), 1)
     bar = max(slot * 0.7, 1.0)
-    label_every = max(1, round(len(buckets) / 24))
+    label_every = max(1, -(-len(buckets) // MAX_LABELS))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-bars" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'role="img" aria-label="{escape(fmt.t("chart"))}">',

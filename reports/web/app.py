@@ -120,13 +120,8 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/report", status_code=303)
 
 
-def create_app(
-    database: str | asyncpg.Pool, settings: WebSettings | None = None, *, dsn: str | None = None
-) -> Starlette:
-    """The ASGI app over a DSN (the app opens and closes its pool) or an existing pool.
-
-    With a pool, `dsn` (the same database) lets log-ins check passwords off the event loop.
-    """
+def create_app(database: str | asyncpg.Pool, settings: WebSettings | None = None) -> Starlette:
+    """The ASGI app over a DSN (the app opens and closes its pool) or an existing pool."""
     settings = settings or WebSettings()
     web = WebState(
         settings=settings,
@@ -135,7 +130,6 @@ def create_app(
         # A pool given by the caller is usable at once, even where no lifespan runs (ASGI test transports).
         pool=None if isinstance(database, str) else database,
         downloads=asyncio.Semaphore(settings.download_concurrency),
-        dsn=database if isinstance(database, str) else dsn,
     )
 
     @asynccontextmanager

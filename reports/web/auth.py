@@ -8,7 +8,6 @@ name and per address (ratelimit.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from reports import users
 from reports.users import User
-from reports.web import csrf, db
+from reports.web import csrf
 from reports.web.pages import lang, pool, render, safe_next, state
 
 log = logging.getLogger(__name__)
@@ -127,12 +126,9 @@ async def login(request: Request) -> Response:
             status_code=429,
             headers={"Retry-After": str(wait)},
         )
-    dsn = state(request).dsn
-    if dsn is not None:
-        user = await asyncio.to_thread(db.verify_in_thread, dsn, username, password)
-    else:
-        async with pool(request).acquire() as conn:
-            user = await users.verify_password(conn, username, password)
+    # verify_password runs argon2 in a worker thread: other requests go on meanwhile.
+    async with pool(request).acquire() as conn:
+        user = await users.verify_password(conn, username, password)
     if user is None:
         limiter.record_failure(username, address)
         log.info("failed login for user %r from %s", username, address)

@@ -7,7 +7,6 @@ the ingestion status for the admin page, each a named SQL file in `sql/` with $n
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +17,6 @@ from typing import Any
 import asyncpg
 
 from ingest.errors import DatabaseError
-from reports import users
-from reports.users import User
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +35,6 @@ async def create_pool(dsn: str, max_size: int = 10) -> asyncpg.Pool:
         raise DatabaseError(f"the web app cannot connect to PostgreSQL: {exc}") from exc
     assert pool is not None
     return pool
-
-
-def verify_in_thread(dsn: str, username: str, password: str) -> User | None:
-    """`reports.users.verify_password` on a connection of its own, in the calling (worker) thread.
-
-    The argon2 check inside it is deliberately slow (a few hundred ms) and synchronous; run on the
-    app's event loop it would stall every other request, so log-ins call this via asyncio.to_thread.
-    """
-
-    async def check() -> User | None:
-        conn = await asyncpg.connect(dsn, timeout=10.0)
-        try:
-            return await users.verify_password(conn, username, password)
-        finally:
-            await conn.close()
-
-    return asyncio.run(check())
 
 
 def _like_pattern(text: str) -> str:

@@ -26,8 +26,6 @@ class WebState:
     templates: Jinja2Templates
     limiter: LoginRateLimiter
     pool: asyncpg.Pool | None = None
-    # Set when the app was given a DSN: log-ins then check passwords in a worker thread.
-    dsn: str | None = None
     downloads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     # (read at, branches, systems) for the form's pickers.
     pickers: tuple[float, list[dict[str, Any]], list[dict[str, Any]]] | None = None

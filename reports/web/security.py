@@ -7,31 +7,18 @@ hold personal data, so dynamic responses are not stored by caches.
 
 from __future__ import annotations
 
-import re
-from base64 import b64encode
-from collections.abc import Iterable
-from hashlib import sha256
-from html import unescape
-
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_STYLE_ATTRIBUTE = re.compile(r'\sstyle="([^"]*)"')
 
-
-def policy(style_hashes: Iterable[str] = ()) -> str:
-    """The CSP; `style_hashes` ('sha256-...') allow exactly those inline style attribute values.
-
-    The report renderer may give a few elements a style attribute (column widths); a page that
-    shows such a report allows those exact values by hash, never inline styles in general.
-    """
-    hashes = sorted(set(style_hashes))
-    styles = " ".join(["'self'", *(["'unsafe-hashes'"] if hashes else []), *(f"'{h}'" for h in hashes)])
+def policy() -> str:
+    """The CSP: scripts and styles from our origin only (the report renderer's styles are classes
+    in report.css, served scoped as /static/report.css; it writes no style attributes)."""
     return "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
-            f"style-src {styles}",
+            "style-src 'self'",
             "img-src 'self' data:",
             "font-src 'self'",
             "connect-src 'self'",
@@ -40,17 +27,6 @@ def policy(style_hashes: Iterable[str] = ()) -> str:
             "frame-ancestors 'none'",
         ]
     )
-
-
-def style_hashes(html: str) -> tuple[str, ...]:
-    """CSP hashes of every inline style attribute value in `html`."""
-    values = {unescape(value) for value in _STYLE_ATTRIBUTE.findall(html)}
-    return tuple(sorted("sha256-" + b64encode(sha256(v.encode()).digest()).decode() for v in values))
-
-
-def without_style_attributes(html: str) -> str:
-    """`html` with its inline style attributes removed (for fragments inserted into another page)."""
-    return _STYLE_ATTRIBUTE.sub("", html)
 
 
 CONTENT_SECURITY_POLICY = policy()
@@ -84,9 +60,7 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers[name] = value
-                # A page may have tightened or extended the policy for itself (style hashes).
-                if "content-security-policy" not in headers:
-                    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+                headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
                 if tls:
                     headers["Strict-Transport-Security"] = "max-age=31536000"
                 if not static:

@@ -14,7 +14,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from reports.errors import ReportFilterError, ReportNotFoundError
 from reports.filters import DEFAULT_TIMEZONE, parse_filters
 from reports.users import REPORT_ROLES
-from reports.web import db, forms, reporting, security
+from reports.web import db, forms, reporting
 from reports.web.auth import check_csrf, require
 from reports.web.pages import lang, pool, render, state
 
@@ -88,9 +87,7 @@ async def _report(request: Request, kind: str) -> Response:
                 pool(request), report_request, kind, user, _page_number(form.get("page")),
                 state(request).settings.detail_page_size,
             )
-            page = await _form_page(request, kind, values, {}, output=output)
-            page.headers["Content-Security-Policy"] = security.policy(security.style_hashes(output.html))
-            return page
+            return await _form_page(request, kind, values, {}, output=output)
         async with state(request).downloads:
             document = await reporting.download(pool(request), report_request, kind, user)
     except ReportFilterError as exc:
@@ -130,12 +127,8 @@ async def call_chain(request: Request) -> Response:
         log.info("transfer chain refused: %s", exc)
         raise HTTPException(400) from exc
     if request.query_params.get("fragment"):
-        # Inserted into the report page, whose CSP knows nothing of this fragment's inline styles.
-        body = Markup(security.without_style_attributes(chain[1]))  # noqa: S704 - rendered and escaped
-        return render(request, "chain_fragment.html", {"chain": (chain[0], body)})
-    page = render(request, "chain.html", {"chain": chain})
-    page.headers["Content-Security-Policy"] = security.policy(security.style_hashes(chain[1]))
-    return page
+        return render(request, "chain_fragment.html", {"chain": chain})
+    return render(request, "chain.html", {"chain": chain})
 
 
 async def api_users(request: Request) -> Response:

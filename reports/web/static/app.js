@@ -133,7 +133,8 @@
     });
     function open(row) {
       var url = "/calls/" + encodeURIComponent(row.getAttribute("data-call")) + "?fragment=1";
-      var system = output.getAttribute("data-system");
+      // The row's own system: a call id alone may exist on two telephone systems.
+      var system = row.getAttribute("data-system") || output.getAttribute("data-system");
       if (system) { url += "&system=" + encodeURIComponent(system); }
       body.textContent = dialog.getAttribute("data-loading");
       if (!dialog.open) { dialog.showModal(); }
