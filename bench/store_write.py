@@ -2,8 +2,9 @@
 
 - `per-call`: the daemon's first writer: one upsert round trip per call, then deletes and
   executemany for the segments and ring attempts, in a transaction (kept here for comparison);
-- `unnest`: `store.store_calls`: the whole batch as parallel arrays in ONE statement whose CTEs
-  upsert calls, segments and ring attempts, register unmapped extensions and save the checkpoint;
+- `unnest`: `store.store_calls`: the whole batch as parallel arrays in ONE statement (between BEGIN
+  and COMMIT) whose CTEs upsert calls, segments and ring attempts, register unmapped extensions and
+  save the checkpoint;
 - `copy`: COPY the calls into a temporary staging table, INSERT ... SELECT ... ON CONFLICT from it,
   then COPY the segments and ring attempts (after deleting those of calls stored again).
 
