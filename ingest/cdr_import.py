@@ -65,15 +65,29 @@ class ImportStats:
 class _Group:
     __slots__ = ("alive", "keys", "max_end", "rows")
 
-    def __init__(self) -> None:
-        self.rows: list[CdrRow] = []
-        self.keys: set[str] = set()
-        self.max_end = datetime.min.replace(tzinfo=UTC)
+    def __init__(self, row: CdrRow, keys: list[str]) -> None:
+        self.rows: list[CdrRow] = [row]
+        self.keys: set[str] = set(keys)
+        self.max_end = row.end
         self.alive = True
 
 
+def _channel_key(channel: str) -> str | None:
+    """The key joining rows that share a live channel: its (Local pair's) name, if it has a unique suffix."""
+    if channel.startswith("Local/"):
+        channel = channel.rpartition(";")[0] or channel
+    suffix = channel[channel.rfind("-") + 1:]
+    # Only names with a unique suffix (PJSIP/101-0000002a); DAHDI/1-1 style names repeat.
+    if len(suffix) >= 4 and _HEX.issuperset(suffix):
+        return "C" + channel
+    return None
+
+
 class Grouper:
-    """Joins CDR rows into calls within a bounded time window."""
+    """Joins CDR rows into calls within a bounded time window.
+
+    Called for every row, so written for speed: most rows start a call or join exactly one.
+    """
 
     def __init__(self, window: timedelta) -> None:
         self.window = window
@@ -91,46 +105,66 @@ class Grouper:
             keys.append("L" + row.linkedid)
         if row.uniqueid:
             keys.append("U" + row.uniqueid)
-        for channel in (row.channel, row.dstchannel):
-            if channel:
-                base = pair_of(channel)
-                suffix = base[base.rfind("-") + 1:]
-                # Only names with a unique suffix (PJSIP/101-0000002a); DAHDI/1-1 style names repeat.
-                if len(suffix) >= 4 and _HEX.issuperset(suffix):
-                    keys.append("C" + base)
+        if row.channel:
+            key = _channel_key(row.channel)
+            if key is not None:
+                keys.append(key)
+        if row.dstchannel:
+            key = _channel_key(row.dstchannel)
+            if key is not None:
+                keys.append(key)
         return keys
 
     def add(self, row: CdrRow) -> bool:
         """Put `row` into its call; False when its call was already finished (a late row)."""
         keys = self.keys(row)
-        groups: list[_Group] = []
+        index = self.index
+        target: _Group | None = None
+        groups: list[_Group] | None = None  # only when the row joins two or more calls
         for key in keys:
-            group = self.index.get(key)
+            group = index.get(key)
             # A channel name joins rows only while that channel lives: names repeat after a restart.
-            alive = group is not None and (key[0] != "C" or row.start <= group.max_end + _SLACK)
-            if alive and group is not None and group not in groups:
-                groups.append(group)
-        if not groups and any(key in self.finished for key in keys if key[0] != "C"):
-            return False
-        if groups:
+            if group is None or (key[0] == "C" and row.start > group.max_end + _SLACK):
+                continue
+            if target is None:
+                target = group
+            elif group is not target:
+                if groups is None:
+                    groups = [target]
+                if group not in groups:
+                    groups.append(group)
+        if target is None:
+            finished = self.finished
+            for key in keys:
+                if key[0] != "C" and key in finished:
+                    return False
+            target = _Group(row, keys)
+            for key in keys:
+                index[key] = target
+            self.open_rows += 1
+            heapq.heappush(self.heap, (target.max_end, next(self._seq), target))
+            return True
+        if groups is not None:
             groups.sort(key=lambda g: len(g.rows), reverse=True)
             target = groups[0]
-            before: datetime | None = target.max_end
+            before = target.max_end
             for other in groups[1:]:
                 target.rows.extend(other.rows)
                 for key in other.keys:
-                    self.index[key] = target
+                    index[key] = target
                 target.keys |= other.keys
-                target.max_end = max(target.max_end, other.max_end)
+                if other.max_end > target.max_end:
+                    target.max_end = other.max_end
                 other.alive = False
         else:
-            target, before = _Group(), None
+            before = target.max_end
         target.rows.append(row)
         self.open_rows += 1
         for key in keys:
-            self.index[key] = target
+            index[key] = target
         target.keys.update(keys)
-        target.max_end = max(target.max_end, row.end)
+        if row.end > target.max_end:
+            target.max_end = row.end
         if target.max_end != before:
             # The call's older heap entries are now stale; this one stands for it.
             heapq.heappush(self.heap, (target.max_end, next(self._seq), target))
@@ -139,20 +173,22 @@ class Grouper:
     def expired(self, clock: datetime | None) -> Iterator[list[CdrRow]]:
         """Calls whose last row ended more than `window` before `clock` (all of them when None)."""
         limit = None if clock is None else clock - self.window
-        while self.heap and (limit is None or self.heap[0][0] < limit):
-            max_end, _, group = heapq.heappop(self.heap)
+        heap, index, finished = self.heap, self.index, self.finished
+        while heap and (limit is None or heap[0][0] < limit):
+            max_end, _, group = heapq.heappop(heap)
             if not group.alive or max_end != group.max_end:
                 continue  # merged into another call, or extended: a newer entry stands for it
             group.alive = False
             for key in group.keys:
-                if self.index.get(key) is group:
-                    del self.index[key]
-                self.finished[key] = max_end
+                if index.get(key) is group:
+                    del index[key]
+                finished[key] = max_end
             self.open_rows -= len(group.rows)
             yield group.rows
         if limit is not None:
-            while self.finished and next(iter(self.finished.values())) < limit - self.window:
-                self.finished.popitem(last=False)
+            oldest = limit - self.window
+            while finished and next(iter(finished.values())) < oldest:
+                finished.popitem(last=False)
 
 
 class CelFeed:
@@ -344,29 +380,31 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecor
                  replace: bool) -> None:
     from ingest import store
 
-    present = await cdr_store.existing_calls(conn, system_id, [r.call_id for r in batch])
-    again = [r for r in batch if present.get(r.call_id) == "cdr"] if replace else []
-    if again:
-        # Only calls this import wrote before are rewritten; the daemon's (AMI) calls never are.
-        stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
-    stats.calls_present += sum(1 for r in batch if r.call_id in present) - len(again)
-    new: list[CallRecord] = []
+    calls: list[CallRecord] = []
     seen: set[str] = set()
     for record in batch:
-        if record.call_id in present:
-            continue
         if record.call_id in seen:
             # The same call id twice in one file (a PBX restart reusing ids): the first one stands.
             stats.calls_present += 1
             continue
         seen.add(record.call_id)
-        new.append(record)
+        calls.append(record)
+    present = await cdr_store.existing_calls(conn, system_id, [r.call_id for r in calls])
+    again = [r for r in calls if present.get(r.call_id) == "cdr"] if replace else []
+    if again:
+        # Only calls this import wrote before are rewritten; the daemon's (AMI) calls never are.
+        stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
+    stats.calls_present += sum(1 for r in calls if r.call_id in present) - len(again)
+    calls = [r for r in calls if r.call_id not in present]
     try:
-        stats.calls_stored += await cdr_store.insert_new_calls(conn, system_id, new, source="cdr")
+        stored = await cdr_store.insert_new_calls(conn, system_id, calls, source="cdr")
     except Exception as exc:
         if getattr(exc, "sqlstate", None) is None:
             raise
         # A server-side refusal (a constraint, the connection): name the calls, not a traceback.
-        first = min(new, key=lambda r: r.start)
-        raise DatabaseError(f"storing {len(new)} calls from {first.start.isoformat()} (call {first.call_id}) "
+        first = min(calls, key=lambda r: r.start)
+        raise DatabaseError(f"storing {len(calls)} calls from {first.start.isoformat()} (call {first.call_id}) "
                             f"failed: {exc}") from exc
+    stats.calls_stored += stored
+    # Calls stored by someone else between the check and the insert were left out.
+    stats.calls_present += len(calls) - stored

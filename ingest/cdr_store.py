@@ -1,23 +1,26 @@
-"""Bulk writes for the history import: new calls by COPY, existing ones left alone.
+"""Bulk writes for the history import: new calls by COPY, stored ones left alone.
 
-`store.store_calls` upserts one statement per batch, fine for the daemon's trickle but not for a
+`store.store_calls` upserts a batch in one statement, fine for the daemon's trickle but not for a
 year of history. Here the ids of a batch's new calls are drawn from the `calls` sequence and the
 calls, their segments and their ring attempts are COPYed straight into their tables, in one
 transaction. The caller has already left out the calls that are stored; should one be stored
-meanwhile (the daemon, a second import), the COPY fails on the unique key and the batch is written
-again through a staging table with INSERT ... ON CONFLICT DO NOTHING, so a second import adds
-nothing and calls the daemon stored from AMI are never overwritten by the coarser CDR view.
+meanwhile (the daemon, another import), the COPY fails on the unique key and the batch is written
+again through a staging table with INSERT ... ON CONFLICT DO NOTHING. So a second import adds
+nothing, and calls the daemon stored from AMI are never overwritten by the coarser CDR view.
 
-The rows travel in COPY's text format, written here: asyncpg's binary encoding of the same rows
-(text arrays, floats into numeric) cost about three times as much client CPU, and the client is
-the import's bottleneck. The columns and values are `store.call_row`'s (the tests check they agree).
+Measured alternatives (bench/RESULTS.md, "## CDR import"): staging everything and inserting with
+one statement cost the server twice the CPU; COPY in text format cost it more to parse the
+timestamps than the insert itself. The values are `store.call_row`'s, cheaper to encode: asyncpg
+turns a float into the Decimal of its binary expansion before encoding it as numeric, so whole
+seconds (all of a CDR's) go as ints.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from ingest import store
 from ingest.records import CallRecord
@@ -35,77 +38,45 @@ SEGMENT_COLUMNS = ["call_pk", "seq", "extension", "began_by", "ring_start", "ans
 RING_COLUMNS = ["call_pk", "seq", "extension", "start_time", "end_time", "outcome"]
 _STAGE = "calltrail_cdr_stage"
 _UNIQUE_VIOLATION = "23505"
-_NULL = "\\N"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_SPECIAL = ("\\", "\t", "\n", "\r", '"')
+# store._register_unmapped's statement: extensions seen on the wire that no assignment covers.
+_UNMAPPED = """
+INSERT INTO unmapped_extensions AS u (system_id, extension, first_seen, last_seen, call_count)
+SELECT $1, $2, $3, $4, $5
+WHERE NOT EXISTS (SELECT 1 FROM extension_assignments a
+                  WHERE a.system_id = $1 AND a.extension = $2
+                    AND a.valid_from <= $4 AND (a.valid_to IS NULL OR a.valid_to > $4))
+ON CONFLICT (system_id, extension) DO UPDATE SET
+    first_seen = least(u.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(u.last_seen, EXCLUDED.last_seen),
+    call_count = u.call_count + EXCLUDED.call_count
+"""
 
 
-def text_field(value: str | None) -> str:
-    """A text value in COPY's text format."""
-    if value is None:
-        return _NULL
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def array_field(items: Sequence[str]) -> str:
-    """A text[] value in COPY's text format (every element quoted, so none needs more care)."""
-    if not items:
-        return "{}"
-    body = '","'.join(items)
-    if any(special in body for special in _SPECIAL):
-        quoted = ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
-        return ("{" + quoted + "}").translate(_COPY_ESCAPES)
-    return '{"' + body + '"}'
-
-
-def time_field(value: datetime | None) -> str:
-    """A timestamptz in COPY's text format (ISO 8601 with its offset)."""
-    return _NULL if value is None else value.isoformat()
-
-
-def seconds_field(value: float) -> str:
-    """A numeric(12, 3) number of seconds, rounded as `store.call_row` rounds it."""
+def seconds_value(value: float) -> int | Decimal:
+    """A numeric(12, 3) number of seconds, rounded as `store.call_row` rounds it: an int when whole."""
     rounded = round(value, 3)
     whole = int(rounded)
-    return str(whole) if whole == rounded else f"{rounded:.3f}"
+    return whole if whole == rounded else Decimal(f"{rounded:.3f}")
 
 
-def call_line(system_id: int, record: CallRecord, source: str) -> str:
-    """The `calls` row of one record (CALL_COLUMNS) as a line of COPY text, without its newline."""
+def call_values(system_id: int, record: CallRecord, source: str) -> tuple[Any, ...]:
+    """The `calls` row of one record (CALL_COLUMNS): `store.call_row`'s values, computed directly."""
     segments = record.segments
     start, end, answer = record.start, record.end, record.answer
     wait = ((answer if answer is not None else end) - start).total_seconds()
     duration = (end - start).total_seconds()
-    rang = list(dict.fromkeys([a.extension for a in record.rang])) if record.rang else []
-    return "\t".join((
-        str(system_id), text_field(record.call_id), array_field(record.linkedids or (record.call_id,)),
-        record.direction, record.status, record.reason or _NULL, text_field(record.caller),
-        text_field(record.caller_name), text_field(record.callee), text_field(record.external_number),
-        start.isoformat(), time_field(answer), end.isoformat(), seconds_field(wait if wait > 0 else 0.0),
-        seconds_field(record.talk_seconds) if segments else "0", seconds_field(duration if duration > 0 else 0.0),
-        str(record.transfer_count), array_field([s.extension for s in segments]), array_field(rang),
-        "t" if record.recovered else "f", source,
-    ))
-
-
-def detail_lines(pks: Mapping[str, int], records: Sequence[CallRecord]) -> tuple[list[str], list[str]]:
-    """The call_segments and call_ring_attempts rows of `records` as lines of COPY text."""
-    segments: list[str] = []
-    rings: list[str] = []
-    for record in records:
-        pk = str(pks[record.call_id])
-        for seq, s in enumerate(record.segments, start=1):
-            segments.append("\t".join((
-                pk, str(seq), text_field(s.extension), s.began_by, time_field(s.ring_start), s.answer.isoformat(),
-                s.end.isoformat(), seconds_field(s.talk_seconds), text_field(s.channel),
-            )))
-        for seq, a in enumerate(record.rang, start=1):
-            rings.append("\t".join((
-                pk, str(seq), text_field(a.extension), a.start.isoformat(), time_field(a.end), a.outcome,
-            )))
-    return segments, rings
+    if segments:
+        agents = [s.extension for s in segments]
+        talk = seconds_value(sum(s.talk_seconds for s in segments))
+    else:
+        agents, talk = [], 0
+    return (
+        system_id, record.call_id, list(record.linkedids or (record.call_id,)), record.direction, record.status,
+        record.reason, record.caller, record.caller_name, record.callee, record.external_number, start, answer, end,
+        seconds_value(wait) if wait > 0 else 0, talk, seconds_value(duration) if duration > 0 else 0,
+        record.transfer_count, agents, list(dict.fromkeys([a.extension for a in record.rang])), record.recovered,
+        source,
+    )
 
 
 async def prepare(conn: asyncpg.Connection) -> None:
@@ -125,19 +96,19 @@ async def existing_calls(conn: asyncpg.Connection, system_id: int, call_ids: Seq
 async def insert_new_calls(
     conn: asyncpg.Connection, system_id: int, records: Sequence[CallRecord], *, source: str = "cdr"
 ) -> int:
-    """Insert the calls not stored yet (one transaction, distinct call ids); returns how many were new."""
+    """Insert the calls not stored yet (one transaction; distinct call ids); returns how many were new."""
     if not records:
         return 0
-    lines = [call_line(system_id, r, source) for r in records]
+    rows = [call_values(system_id, r, source) for r in records]
     try:
         async with conn.transaction():
             await _relax_commit(conn)
             ids: list[int] = await conn.fetchval(
                 "SELECT array_agg(nextval(pg_get_serial_sequence('calls', 'id'))) FROM generate_series(1, $1)",
-                len(lines))
-            await _copy(conn, "calls", [f"{pk}\t{line}" for pk, line in zip(ids, lines, strict=True)],
-                        ["id", *CALL_COLUMNS])
-            await _copy_details(conn, system_id, dict(zip((r.call_id for r in records), ids, strict=True)), records)
+                len(rows))
+            await conn.copy_records_to_table("calls", records=[(pk, *row) for pk, row in zip(ids, rows, strict=True)],
+                                             columns=["id", *CALL_COLUMNS])
+            await _write_details(conn, system_id, dict(zip([r.call_id for r in records], ids, strict=True)), records)
         return len(records)
     except store.DATA_ERRORS as exc:
         if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
@@ -146,7 +117,7 @@ async def insert_new_calls(
     await prepare(conn)
     async with conn.transaction():
         await _relax_commit(conn)
-        await _copy(conn, _STAGE, lines, list(CALL_COLUMNS))
+        await conn.copy_records_to_table(_STAGE, records=rows, columns=list(CALL_COLUMNS))
         columns = ", ".join(CALL_COLUMNS)
         inserted = await conn.fetch(
             f"INSERT INTO calls ({columns}) SELECT {columns} FROM {_STAGE}"
@@ -154,7 +125,7 @@ async def insert_new_calls(
         )
         pks = {r["call_id"]: r["id"] for r in inserted}
         new = [r for r in records if r.call_id in pks]
-        await _copy_details(conn, system_id, pks, new)
+        await _write_details(conn, system_id, pks, new)
     return len(new)
 
 
@@ -164,22 +135,31 @@ async def _relax_commit(conn: asyncpg.Connection) -> None:
     await conn.execute("SET LOCAL synchronous_commit TO off")
 
 
-async def _copy(conn: asyncpg.Connection, table: str, lines: list[str], columns: list[str]) -> None:
-    if not lines:
-        return
-    data = ("\n".join(lines) + "\n").encode()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield data
-
-    await conn.copy_to_table(table, source=chunks(), columns=columns, format="text")
-
-
-async def _copy_details(conn: asyncpg.Connection, system_id: int, pks: Mapping[str, int],
-                        new: Sequence[CallRecord]) -> None:
+async def _write_details(conn: asyncpg.Connection, system_id: int, pks: Mapping[str, int],
+                         new: Sequence[CallRecord]) -> None:
     """The segments and ring attempts of the calls just inserted, and the unmapped extensions they show."""
-    segments, rings = detail_lines(pks, new)
-    await _copy(conn, "call_segments", segments, SEGMENT_COLUMNS)
-    await _copy(conn, "call_ring_attempts", rings, RING_COLUMNS)
-    # The same bookkeeping as the daemon's writes: extensions nobody is assigned to.
-    await store._register_unmapped(conn, system_id, new)
+    segments: list[tuple[Any, ...]] = []
+    rings: list[tuple[Any, ...]] = []
+    seen: dict[str, tuple[datetime, datetime, int]] = {}
+    for record in new:
+        pk = pks[record.call_id]
+        start = record.start
+        extensions: set[str] = set()
+        for seq, s in enumerate(record.segments, start=1):
+            segments.append((pk, seq, s.extension, s.began_by, s.ring_start, s.answer, s.end,
+                             seconds_value(s.talk_seconds), s.channel))
+            extensions.add(s.extension)
+        for seq, a in enumerate(record.rang, start=1):
+            rings.append((pk, seq, a.extension, a.start, a.end, a.outcome))
+            extensions.add(a.extension)
+        for extension in extensions:
+            known = seen.get(extension)
+            seen[extension] = (start, start, 1) if known is None else (
+                min(known[0], start), max(known[1], start), known[2] + 1)
+    if segments:
+        await conn.copy_records_to_table("call_segments", records=segments, columns=SEGMENT_COLUMNS)
+    if rings:
+        await conn.copy_records_to_table("call_ring_attempts", records=rings, columns=RING_COLUMNS)
+    if seen:
+        await conn.executemany(
+            _UNMAPPED, [(system_id, ext, first, last, count) for ext, (first, last, count) in seen.items()])

@@ -192,7 +192,9 @@ async def test_postgres_down_then_back_loses_nothing(tmp_path: Path, db_dsn: str
         healthy, health = daemon.metrics.health()
         assert not healthy
         assert health["database_reachable"] is False
-        assert health["systems"]["pbx1"]["calls_pending"] == len(expected) - len(during) > 0
+        # A batch whose COMMIT reply was lost may be stored and still pending (stored again later,
+        # idempotently), so pending can exceed what is missing, never fall short of it.
+        assert health["systems"]["pbx1"]["calls_pending"] >= len(expected) - len(during) > 0
         await proxy.up()
         calls = await wait_for_calls(db_dsn, len(expected))
         await wait_until(lambda: daemon.metrics is not None and daemon.metrics.health()[0])

@@ -172,7 +172,8 @@ def screenshot(driver: WebDriver, name: str, full_height: bool = True) -> Path:
 
 
 def login(driver: WebDriver, base: str, username: str) -> None:
-    """Log in through the form."""
+    """Log in through the form, as nobody before (an earlier test may have left a session)."""
+    driver.delete_all_cookies()
     driver.get(base + "/login")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
@@ -205,7 +206,13 @@ def test_report_in_the_browser(server: str, browser: WebDriver, downloads: Path)
     driver.find_element(By.ID, "agent-search").click()
     result = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#agent-results li[data-username]"))
     assert "علی رضایی" in result[0].text
-    result[0].click()
+
+    def choose_first(d: WebDriver) -> bool:
+        # Looked up afresh each time: the list is rebuilt when a search answer arrives.
+        d.find_element(By.CSS_SELECTOR, "#agent-results li[data-username]").click()
+        return True
+
+    wait_for(driver, choose_first)
     assert agent.get_attribute("value") == "agent101"
     driver.find_element(By.ID, "agent-clear").click()
     assert agent.get_attribute("value") == ""

@@ -72,11 +72,14 @@
     var input = form.querySelector("#agent"), list = form.querySelector("#agent-results");
     var search = form.querySelector("#agent-search"), clear = form.querySelector("#agent-clear");
     if (!input || !list) { return; }
-    var timer = null;
+    var timer = null, asked = 0;
     function run() {
-      var q = input.value.trim();
+      clearTimeout(timer);
+      var q = input.value.trim(), mine = ++asked;
       if (!q) { list.hidden = true; return; }
       fetchJSON("/api/users?q=" + encodeURIComponent(q)).then(function (data) {
+        /* Only the newest search may fill the list: an older, slower answer is dropped. */
+        if (mine !== asked) { return; }
         list.textContent = "";
         if (!data.users.length) {
           var none = document.createElement("li");
