@@ -306,6 +306,16 @@ def env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def pg_client_bin(dsn: str) -> Path:
+    """pg_dump and pg_restore of the server's major version: a newer pg_dump writes settings
+    (e.g. transaction_timeout) an older server rejects on restore."""
+    major = int(query(dsn, "SHOW server_version_num")[0][0]) // 10000
+    debian = Path(f"/usr/lib/postgresql/{major}/bin")
+    if (debian / "pg_dump").exists():
+        return debian
+    return PG_BIN
+
+
 class Sandbox:
     """The temporary machine: system paths, the fake PBX, and the units' processes."""
 
@@ -324,7 +334,7 @@ class Sandbox:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         home = root / "home"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLTRAIL_")}
-        self.env.update(PATH=f"{VENV_BIN}:{PG_BIN}:{os.environ['PATH']}", HOME=str(home),
+        self.env.update(PATH=f"{VENV_BIN}:{pg_client_bin(dsn)}:{os.environ['PATH']}", HOME=str(home),
                         XDG_DATA_HOME=str(home / ".local" / "share"), LC_ALL="C.UTF-8")
         self.state = root / "exported.sh"
 
