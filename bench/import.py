@@ -7,14 +7,15 @@ Without --dsn a throwaway embedded PostgreSQL is started. Reports the whole impo
 calls, write them) and, separately, parsing and building alone, so the two costs can be told
 apart; each as wall time and CPU time (this process's, and the PostgreSQL server's), because the
 machine is shared and wall time alone says more about the neighbours than about the code.
---master keeps the generated file (or reuses it) between runs. --record appends the figures to
-bench/RESULTS.md under "## CDR import".
+--master keeps the generated file (or reuses it) between runs. --record writes the figures to
+bench/RESULTS.md, under "### Last recorded run" in the "## CDR import" section.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import os
 import shutil
 import sys
@@ -43,6 +44,14 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def plain_csv(path: Path) -> tuple[int, float]:
+    """Rows and CPU seconds of csv.reader alone over the file: the floor of any Python reader."""
+    cpu = time.process_time()
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = sum(1 for _ in csv.reader(handle))
+    return rows, time.process_time() - cpu
 
 
 def parse_only(path: Path) -> tuple[int, int, float, float]:
@@ -80,13 +89,23 @@ def calibration_seconds() -> float:
 
 
 def record(text: str) -> None:
-    """Put `text` as the "## CDR import" section of RESULTS.md, replacing an older one."""
+    """Put `text` under "### Last recorded run" in the "## CDR import" section of RESULTS.md, keeping the rest."""
     current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    block = "### Last recorded run\n\n" + text
     start = current.find("## CDR import")
-    if start >= 0:
-        following = current.find("\n## ", start + 1)
-        current = current[:start] + (current[following + 1:] if following >= 0 else "")
-    RESULTS.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
+    if start < 0:
+        RESULTS.write_text(current.rstrip("\n") + "\n\n## CDR import\n\n" + block, encoding="utf-8")
+        return
+    following = current.find("\n## ", start + 1)
+    end = following + 1 if following >= 0 else len(current)
+    section = current[start:end]
+    old = section.find("### Last recorded run")
+    if old >= 0:
+        after = section.find("\n### ", old + 1)
+        section = section[:old] + block + (section[after + 1:] if after >= 0 else "\n")
+    else:
+        section = section.rstrip("\n") + "\n\n" + block + "\n"
+    RESULTS.write_text(current[:start] + section + current[end:], encoding="utf-8")
 
 
 def main() -> None:
@@ -109,6 +128,9 @@ def main() -> None:
             write_master_file(master, args.rows)
             print(f"generated {args.rows} rows in {time.perf_counter() - started:.1f} s")
         size_mib = master.stat().st_size / 2**20
+        csv_rows, csv_cpu = plain_csv(master)
+        floor_line = f"{csv_rows / csv_cpu:,.0f} rows/s of CPU ({csv_cpu:.1f} s CPU)"
+        print(f"csv.reader alone: {floor_line}")
         rows, calls, parse_seconds, parse_cpu = parse_only(master)
         parse_rss = peak_rss_mib()
         parse_line = (f"{rows / parse_seconds:,.0f} rows/s wall, {rows / parse_cpu:,.0f} rows/s of CPU "
@@ -132,17 +154,19 @@ def main() -> None:
                       f"Python loop took {calibration:.2f} s before and {calibration_seconds():.2f} s after "
                       "(about 0.5 s on an idle core)")
         print(conditions)
-        line = (f"full import: {stats.rows_read / seconds:,.0f} rows/s, {stats.calls_stored / seconds:,.0f} calls/s "
+        line = (f"full import: {stats.rows_read / seconds:,.0f} rows/s wall, "
+                f"{stats.calls_stored / seconds:,.0f} calls/s "
                 f"({stats.rows_read} rows, {stats.calls_stored} calls, {stats.rows_skipped} rows skipped) in "
-                f"{seconds:.1f} s; CPU: importer {client_cpu:.1f} s, PostgreSQL backend {server_cpu:.1f} s; "
+                f"{seconds:.1f} s; CPU: importer {client_cpu:.1f} s ({stats.rows_read / client_cpu:,.0f} rows/s of "
+                f"CPU), PostgreSQL backend {server_cpu:.1f} s ({stats.rows_read / server_cpu:,.0f} rows/s of CPU); "
                 f"peak RSS of the importing process {rss:.0f} MiB")
         print(line)
         if args.record:
             record(
-                "## CDR import\n\n"
                 f"`bench/import.py --rows {args.rows}`: synthetic Master.csv ({size_mib:.0f} MiB; inbound answered and "
                 "missed, ring groups, blind transfers, outgoing and internal calls; about 1.35 rows per call), "
                 "imported into a fresh schema on the embedded PostgreSQL of the same machine.\n\n"
+                f"- csv.reader alone over the file: {floor_line}\n"
                 f"- parse + group + build calls, no database: {parse_line}\n"
                 f"- {line}\n"
                 f"- conditions: {conditions}\n"

@@ -49,7 +49,7 @@ def pair_of(channel: str) -> str:
     return channel
 
 
-@dataclass
+@dataclass(slots=True)
 class _Leg:
     """A leg joining the anchor to an agent: the CDR row, and the inner row behind a Local pair."""
 
@@ -154,8 +154,9 @@ class CallBuilder:
             by_pair.setdefault(pair_of(row.channel), []).append(row)
         caller_extension = self._a_party(root)
         root_pair = pair_of(root.channel)
+        b_parties: dict[int, tuple[str | None, CdrRow | None]] = {}  # party B of each row, worked out once
         trunk_rows = [r for r in rows if r.dstchannel and pair_of(r.channel) == root_pair
-                      and self._b_party(r, by_pair)[0] is None]
+                      and self._b_party(r, by_pair, b_parties)[0] is None]
         direction: Direction
         if caller_extension is None:
             direction = "incoming"
@@ -164,7 +165,7 @@ class CallBuilder:
         else:
             direction = "internal"
         anchor = {pair_of(trunk_rows[0].dstchannel)} if direction == "outgoing" and trunk_rows else {root_pair}
-        legs, rings = self._legs(rows, anchor, by_pair)
+        legs, rings = self._legs(rows, anchor, by_pair, b_parties)
         events = _CelIndex(cel) if cel else _NO_EVENTS
         segments = self._segments(legs, rows, events) if legs else []
         start = root.start
@@ -189,8 +190,15 @@ class CallBuilder:
             rang=tuple(ring_attempts),
         )
 
-    def _b_party(self, row: CdrRow, by_pair: dict[str, list[CdrRow]]) -> tuple[str | None, CdrRow | None]:
+    def _b_party(self, row: CdrRow, by_pair: dict[str, list[CdrRow]],
+                 memo: dict[int, tuple[str | None, CdrRow | None]]) -> tuple[str | None, CdrRow | None]:
         """Party B's extension, following a Local pair to the row that dialled on from its other half."""
+        found = memo.get(id(row))
+        if found is None:
+            found = memo[id(row)] = self._find_b_party(row, by_pair)
+        return found
+
+    def _find_b_party(self, row: CdrRow, by_pair: dict[str, list[CdrRow]]) -> tuple[str | None, CdrRow | None]:
         if not row.dstchannel:
             return None, None
         if row.dstchannel.startswith("Local/"):
@@ -201,14 +209,14 @@ class CallBuilder:
                         return extension, inner
         return self.extension(row.dstchannel), None
 
-    def _legs(self, rows: Sequence[CdrRow], anchor: set[str],
-              by_pair: dict[str, list[CdrRow]]) -> tuple[list[_Leg], list[_Leg]]:
+    def _legs(self, rows: Sequence[CdrRow], anchor: set[str], by_pair: dict[str, list[CdrRow]],
+              b_parties: dict[int, tuple[str | None, CdrRow | None]]) -> tuple[list[_Leg], list[_Leg]]:
         """Answered legs between the anchor and an agent, and the legs that only rang."""
         answered: list[_Leg] = []
         rang: list[_Leg] = []
         for row in rows:
             if pair_of(row.channel) in anchor:
-                extension, inner = self._b_party(row, by_pair)
+                extension, inner = self._b_party(row, by_pair, b_parties)
                 agent_channel = inner.dstchannel if inner is not None else row.dstchannel
             elif row.dstchannel and pair_of(row.dstchannel) in anchor:
                 extension, inner, agent_channel = self._a_party(row), None, row.channel

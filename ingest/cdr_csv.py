@@ -141,11 +141,14 @@ class RowError(ValueError):
         self.reason = reason
 
 
-def count_lines(lines: Iterable[str], progress: Callable[[int], None] | None) -> Iterator[str]:
-    """`lines`, reporting the characters read to `progress` every 64 KiB or so."""
+def count_lines(lines: Iterable[str], progress: Callable[[int], None] | None) -> Iterable[str]:
+    """`lines`, reporting the characters read to `progress` every 64 KiB or so (`lines` itself without one)."""
     if progress is None:
-        yield from lines
-        return
+        return lines  # no generator in between: it would cost a call per line
+    return _counted(lines, progress)
+
+
+def _counted(lines: Iterable[str], progress: Callable[[int], None]) -> Iterator[str]:
     pending = 0
     for line in lines:
         pending += len(line)

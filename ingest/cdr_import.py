@@ -7,7 +7,9 @@ is finished once the file has moved `window` past its last row's end; only calls
 window are held. A row that still arrives for a finished call is skipped and counted ("raise
 --window"). The CEL file, when given, is read alongside, in step with the CDR's clock.
 
-Parsing runs in a worker thread while the previous batch is written, so the two overlap.
+Parsing runs in a worker thread while the previous batch is written, so the importer's Python
+(one core at most, the GIL) overlaps with the server's inserts. Rows and calls are many, so the
+per-row code is written for speed; bench/RESULTS.md ("## CDR import") has where the time goes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import itertools
 import logging
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingest import cdr_store
-from ingest.cdr_calls import CallBuilder, pair_of
+from ingest.cdr_calls import CallBuilder
 from ingest.cdr_csv import CdrRow, CelRow, LocalTimes, RowError, count_lines, read_cdr, read_cel
 from ingest.config import SystemConfig
 from ingest.errors import ConfigError, DatabaseError, InputFileError
@@ -67,7 +69,8 @@ class _Group:
 
     def __init__(self, row: CdrRow, keys: list[str]) -> None:
         self.rows: list[CdrRow] = [row]
-        self.keys: set[str] = set(keys)
+        # A list, not a set: a key seen twice is harmless where keys are used, and the row's list is reused.
+        self.keys: list[str] = keys
         self.max_end = row.end
         self.alive = True
 
@@ -152,7 +155,7 @@ class Grouper:
                 target.rows.extend(other.rows)
                 for key in other.keys:
                     index[key] = target
-                target.keys |= other.keys
+                target.keys.extend(other.keys)
                 if other.max_end > target.max_end:
                     target.max_end = other.max_end
                 other.alive = False
@@ -162,7 +165,7 @@ class Grouper:
         self.open_rows += 1
         for key in keys:
             index[key] = target
-        target.keys.update(keys)
+        target.keys.extend(keys)
         if row.end > target.max_end:
             target.max_end = row.end
         if target.max_end != before:
@@ -233,15 +236,19 @@ class CelFeed:
 
 def call_identity(rows: list[CdrRow]) -> tuple[str, tuple[str, ...]]:
     """The call id (Linkedid of the first channel) and every Linkedid of the call."""
-    root = min(rows, key=lambda r: (r.start, r.line))
-    linkedids = tuple(sorted({r.linkedid for r in rows if r.linkedid}))
+    if len(rows) == 1:  # most calls
+        root = rows[0]
+        linkedids: tuple[str, ...] = (root.linkedid,) if root.linkedid else ()
+    else:
+        root = min(rows, key=lambda r: (r.start, r.line))
+        linkedids = tuple(sorted({r.linkedid for r in rows if r.linkedid}))
     if root.linkedid:
         return root.linkedid, linkedids
     if linkedids:
         return linkedids[0], linkedids
     if root.uniqueid:
-        match = _UNIQUEID.match(root.uniqueid)
-        if root.channel.startswith("Local/") and root.channel.endswith(";2") and match:
+        match = _UNIQUEID.match(root.uniqueid) if root.channel.startswith("Local/") else None
+        if match and root.channel.endswith(";2"):
             # An originated Local pair: its ;1 half (uniqueid one less) has no CDR row but is the Linkedid.
             return f"{match.group(1)}.{int(match.group(2)) - 1}", ()
         return root.uniqueid, ()
@@ -249,8 +256,8 @@ def call_identity(rows: list[CdrRow]) -> tuple[str, tuple[str, ...]]:
 
 
 def produce_calls(
-    cdr_lines: Iterator[str], cdr_path: str, system: SystemConfig, stats: ImportStats, *,
-    cel_lines: Iterator[str] | None = None, cel_path: str = "", window: timedelta = DEFAULT_WINDOW,
+    cdr_lines: Iterable[str], cdr_path: str, system: SystemConfig, stats: ImportStats, *,
+    cel_lines: Iterable[str] | None = None, cel_path: str = "", window: timedelta = DEFAULT_WINDOW,
     batch_size: int = BATCH_CALLS,
 ) -> Iterator[list[CallRecord]]:
     """Batches of finished calls from the CDR (and CEL) lines; counts into `stats` as it goes."""
@@ -389,13 +396,14 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecor
             continue
         seen.add(record.call_id)
         calls.append(record)
-    present = await cdr_store.existing_calls(conn, system_id, [r.call_id for r in calls])
-    again = [r for r in calls if present.get(r.call_id) == "cdr"] if replace else []
-    if again:
-        # Only calls this import wrote before are rewritten; the daemon's (AMI) calls never are.
-        stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
-    stats.calls_present += sum(1 for r in calls if r.call_id in present) - len(again)
-    calls = [r for r in calls if r.call_id not in present]
+    if replace:
+        present = await cdr_store.existing_calls(conn, system_id, [r.call_id for r in calls])
+        again = [r for r in calls if present.get(r.call_id) == "cdr"]
+        if again:
+            # Only calls this import wrote before are rewritten; the daemon's (AMI) calls never are.
+            stats.calls_replaced += await store.store_calls(conn, system_id, again, source="cdr")
+        stats.calls_present += sum(1 for r in calls if r.call_id in present) - len(again)
+        calls = [r for r in calls if r.call_id not in present]
     try:
         stored = await cdr_store.insert_new_calls(conn, system_id, calls, source="cdr")
     except Exception as exc:
@@ -406,5 +414,5 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecor
         raise DatabaseError(f"storing {len(calls)} calls from {first.start.isoformat()} (call {first.call_id}) "
                             f"failed: {exc}") from exc
     stats.calls_stored += stored
-    # Calls stored by someone else between the check and the insert were left out.
+    # The calls stored before (by an earlier import or the daemon) are the ones the insert left out.
     stats.calls_present += len(calls) - stored

@@ -1,12 +1,12 @@
 """Bulk writes for the history import: new calls by COPY, stored ones left alone.
 
 `store.store_calls` upserts a batch in one statement, fine for the daemon's trickle but not for a
-year of history. Here the ids of a batch's new calls are drawn from the `calls` sequence and the
+year of history. Here the ids of a batch's calls are drawn from the `calls` sequence and the
 calls, their segments and their ring attempts are COPYed straight into their tables, in one
-transaction. The caller has already left out the calls that are stored; should one be stored
-meanwhile (the daemon, another import), the COPY fails on the unique key and the batch is written
-again through a staging table with INSERT ... ON CONFLICT DO NOTHING. So a second import adds
-nothing, and calls the daemon stored from AMI are never overwritten by the coarser CDR view.
+transaction: optimistically, as a fresh import meets no stored call. When one is stored already
+(a second import, the daemon), the COPY fails on the unique key and the batch is written again
+through a staging table with INSERT ... ON CONFLICT DO NOTHING. So a second import adds nothing,
+and calls the daemon stored from AMI are never overwritten by the coarser CDR view.
 
 Measured alternatives (bench/RESULTS.md, "## CDR import"): staging everything and inserting with
 one statement cost the server twice the CPU; COPY in text format cost it more to parse the
@@ -17,7 +17,7 @@ seconds (all of a CDR's) go as ints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ SEGMENT_COLUMNS = ["call_pk", "seq", "extension", "began_by", "ring_start", "ans
                    "channel"]
 RING_COLUMNS = ["call_pk", "seq", "extension", "start_time", "end_time", "outcome"]
 _STAGE = "calltrail_cdr_stage"
-_UNIQUE_VIOLATION = "23505"
+_UNIQUE_VIOLATION = "23505"  # unique_violation
 # store._register_unmapped's statement: extensions seen on the wire that no assignment covers.
 _UNMAPPED = """
 INSERT INTO unmapped_extensions AS u (system_id, extension, first_seen, last_seen, call_count)
@@ -59,24 +59,43 @@ def seconds_value(value: float) -> int | Decimal:
     return whole if whole == rounded else Decimal(f"{rounded:.3f}")
 
 
-def call_values(system_id: int, record: CallRecord, source: str) -> tuple[Any, ...]:
-    """The `calls` row of one record (CALL_COLUMNS): `store.call_row`'s values, computed directly."""
-    segments = record.segments
-    start, end, answer = record.start, record.end, record.answer
-    wait = ((answer if answer is not None else end) - start).total_seconds()
-    duration = (end - start).total_seconds()
-    if segments:
-        agents = [s.extension for s in segments]
-        talk = seconds_value(sum(s.talk_seconds for s in segments))
-    else:
-        agents, talk = [], 0
-    return (
-        system_id, record.call_id, list(record.linkedids or (record.call_id,)), record.direction, record.status,
-        record.reason, record.caller, record.caller_name, record.callee, record.external_number, start, answer, end,
-        seconds_value(wait) if wait > 0 else 0, talk, seconds_value(duration) if duration > 0 else 0,
-        record.transfer_count, agents, list(dict.fromkeys([a.extension for a in record.rang])), record.recovered,
-        source,
-    )
+class BatchRows:
+    """The rows one batch of calls writes: calls (id first, then CALL_COLUMNS), segments, ring attempts,
+    and per extension the first and last call start and the call count (for unmapped_extensions)."""
+
+    def __init__(self, ids: Sequence[int], system_id: int, records: Sequence[CallRecord], source: str) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.segments: list[tuple[Any, ...]] = []
+        self.rings: list[tuple[Any, ...]] = []
+        self.seen: dict[str, tuple[datetime, datetime, int]] = {}
+        # One pass per call, computing what store.call_row's properties would compute again and again.
+        for pk, record in zip(ids, records, strict=True):
+            start, end, answer = record.start, record.end, record.answer
+            agents: list[str] = []
+            talk = 0.0
+            for seq, s in enumerate(record.segments, start=1):
+                seconds = s.talk_seconds
+                talk += seconds
+                agents.append(s.extension)
+                self.segments.append((pk, seq, s.extension, s.began_by, s.ring_start, s.answer, s.end,
+                                      seconds_value(seconds), s.channel))
+            rang: dict[str, None] = {}
+            for seq, a in enumerate(record.rang, start=1):
+                rang[a.extension] = None
+                self.rings.append((pk, seq, a.extension, a.start, a.end, a.outcome))
+            wait = ((answer if answer is not None else end) - start).total_seconds()
+            duration = (end - start).total_seconds()
+            self.calls.append((
+                pk, system_id, record.call_id, list(record.linkedids or (record.call_id,)), record.direction,
+                record.status, record.reason, record.caller, record.caller_name, record.callee,
+                record.external_number, start, answer, end, seconds_value(wait) if wait > 0 else 0,
+                seconds_value(talk) if agents else 0, seconds_value(duration) if duration > 0 else 0,
+                record.transfer_count, agents, list(rang), record.recovered, source,
+            ))
+            for extension in {*agents, *rang}:
+                known = self.seen.get(extension)
+                self.seen[extension] = (start, start, 1) if known is None else (
+                    min(known[0], start), max(known[1], start), known[2] + 1)
 
 
 async def prepare(conn: asyncpg.Connection) -> None:
@@ -99,25 +118,25 @@ async def insert_new_calls(
     """Insert the calls not stored yet (one transaction; distinct call ids); returns how many were new."""
     if not records:
         return 0
-    rows = [call_values(system_id, r, source) for r in records]
     try:
         async with conn.transaction():
             await _relax_commit(conn)
             ids: list[int] = await conn.fetchval(
                 "SELECT array_agg(nextval(pg_get_serial_sequence('calls', 'id'))) FROM generate_series(1, $1)",
-                len(rows))
-            await conn.copy_records_to_table("calls", records=[(pk, *row) for pk, row in zip(ids, rows, strict=True)],
-                                             columns=["id", *CALL_COLUMNS])
-            await _write_details(conn, system_id, dict(zip([r.call_id for r in records], ids, strict=True)), records)
+                len(records))
+            rows = BatchRows(ids, system_id, records, source)
+            await conn.copy_records_to_table("calls", records=rows.calls, columns=["id", *CALL_COLUMNS])
+            await _write_details(conn, system_id, rows)
         return len(records)
     except store.DATA_ERRORS as exc:
         if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
             raise
-    # Stored meanwhile by someone else: this batch goes the careful way.
+    # Some are stored already (a second import, the daemon): this batch goes the careful way.
     await prepare(conn)
     async with conn.transaction():
         await _relax_commit(conn)
-        await conn.copy_records_to_table(_STAGE, records=rows, columns=list(CALL_COLUMNS))
+        staged = BatchRows([0] * len(records), system_id, records, source).calls
+        await conn.copy_records_to_table(_STAGE, records=[row[1:] for row in staged], columns=list(CALL_COLUMNS))
         columns = ", ".join(CALL_COLUMNS)
         inserted = await conn.fetch(
             f"INSERT INTO calls ({columns}) SELECT {columns} FROM {_STAGE}"
@@ -125,7 +144,7 @@ async def insert_new_calls(
         )
         pks = {r["call_id"]: r["id"] for r in inserted}
         new = [r for r in records if r.call_id in pks]
-        await _write_details(conn, system_id, pks, new)
+        await _write_details(conn, system_id, BatchRows([pks[r.call_id] for r in new], system_id, new, source))
     return len(new)
 
 
@@ -135,31 +154,12 @@ async def _relax_commit(conn: asyncpg.Connection) -> None:
     await conn.execute("SET LOCAL synchronous_commit TO off")
 
 
-async def _write_details(conn: asyncpg.Connection, system_id: int, pks: Mapping[str, int],
-                         new: Sequence[CallRecord]) -> None:
+async def _write_details(conn: asyncpg.Connection, system_id: int, rows: BatchRows) -> None:
     """The segments and ring attempts of the calls just inserted, and the unmapped extensions they show."""
-    segments: list[tuple[Any, ...]] = []
-    rings: list[tuple[Any, ...]] = []
-    seen: dict[str, tuple[datetime, datetime, int]] = {}
-    for record in new:
-        pk = pks[record.call_id]
-        start = record.start
-        extensions: set[str] = set()
-        for seq, s in enumerate(record.segments, start=1):
-            segments.append((pk, seq, s.extension, s.began_by, s.ring_start, s.answer, s.end,
-                             seconds_value(s.talk_seconds), s.channel))
-            extensions.add(s.extension)
-        for seq, a in enumerate(record.rang, start=1):
-            rings.append((pk, seq, a.extension, a.start, a.end, a.outcome))
-            extensions.add(a.extension)
-        for extension in extensions:
-            known = seen.get(extension)
-            seen[extension] = (start, start, 1) if known is None else (
-                min(known[0], start), max(known[1], start), known[2] + 1)
-    if segments:
-        await conn.copy_records_to_table("call_segments", records=segments, columns=SEGMENT_COLUMNS)
-    if rings:
-        await conn.copy_records_to_table("call_ring_attempts", records=rings, columns=RING_COLUMNS)
-    if seen:
+    if rows.segments:
+        await conn.copy_records_to_table("call_segments", records=rows.segments, columns=SEGMENT_COLUMNS)
+    if rows.rings:
+        await conn.copy_records_to_table("call_ring_attempts", records=rows.rings, columns=RING_COLUMNS)
+    if rows.seen:
         await conn.executemany(
-            _UNMAPPED, [(system_id, ext, first, last, count) for ext, (first, last, count) in seen.items()])
+            _UNMAPPED, [(system_id, ext, first, last, count) for ext, (first, last, count) in rows.seen.items()])

@@ -12,18 +12,22 @@ import csv
 import io
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 from conftest import TRACES
 
-from ingest import store
-from ingest.cdr_csv import CdrRow
+from ingest import cdr_store, store
+from ingest.cdr_calls import CallBuilder
+from ingest.cdr_csv import CdrRow, LocalTimes
 from ingest.cdr_import import Grouper, ImportStats, produce_calls
+from ingest.channels import PartyRules, parse_channel_name
 from ingest.cli import main
 from ingest.config import SystemConfig
 from ingest.records import CallRecord, Segment
@@ -322,3 +326,111 @@ def test_voicemail_busy_and_reused_channel_names() -> None:
     assert (first.call_id, second.call_id) == ("1714564800.3", "1714566600.1")
     assert first.agents == second.agents == ("102",)
     assert first.direction == "internal"
+
+
+# --- The fast paths give what the plain code gives -------------------------------------------------------------
+
+
+def test_local_times_minute_cache_matches_the_plain_parse() -> None:
+    """Every second of a DST spring-forward and fall-back day, parsed twice (cached), as the uncached parse does."""
+    zone = ZoneInfo("America/New_York")
+    times = LocalTimes(zone)
+    for day in ("2024-03-10", "2024-11-03"):
+        for second in range(0, 6 * 3600, 7):
+            text = f"{day} {second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+            expected = LocalTimes(zone).parse(text)  # a fresh instance: nothing cached
+            assert times.parse(text) == expected, text
+            assert times.parse(text) == expected, text
+    assert times.parse("2024-03-10 01:30:05.250") == datetime(2024, 3, 10, 6, 30, 5, 250000, tzinfo=UTC)
+    assert times.parse("2024-03-10T01:30:05") == datetime(2024, 3, 10, 6, 30, 5, tzinfo=UTC)
+    for bad in ("2024-03-10 01:30:60", "2024-03-10 01:30:5x", "yesterday"):
+        with pytest.raises(ValueError, match=r"isoformat|second must be"):
+            times.parse(bad)
+
+
+def test_cached_party_lookup_matches_the_rules() -> None:
+    """The builder's cache is keyed by the channel name without its suffix: names it must not confuse."""
+    names = ["PJSIP/101-0000002a", "PJSIP/101-0000002b", "PJSIP/my-trunk-0000002a", "PJSIP/my-trunk-0000002c",
+             "DAHDI/i1/09121234567-3", "DAHDI/i1/09121234567-4", "Local/101@agents-0000000f;1",
+             "Local/101@agents-00000010;2", "Local/102@agents", "SIP/abc", "noslash", "PJSIP/-abc", "PJSIP/x-"]
+    for source in ("endpoint", "callerid", "accountcode"):
+        system = SystemConfig(name="s", extension_from=source, trunks=("my-trunk",), inbound_contexts=("from-pstn",))
+        builder, rules = CallBuilder(system), PartyRules(system)
+        for _ in range(2):
+            for name in names:
+                for callerid, account, context in (("101", "", ""), ("", "102", "from-pstn"), ("0912", "103", "x")):
+                    want = rules.extension_of(parse_channel_name(name), callerid, account, context)
+                    assert builder.extension(name, callerid, account, context) == want, (source, name, callerid)
+
+
+def _synthetic_calls(rows: int) -> list[CallRecord]:
+    out = io.StringIO()
+    write_master_csv(out, rows)
+    out.seek(0)
+    return [c for b in produce_calls(out, "Master.csv", SystemConfig(name="s", timezone="UTC"), ImportStats())
+            for c in b]
+
+
+_COMPARED = """
+SELECT c.call_id, c.linkedids, c.direction, c.status, c.reason, c.caller, c.caller_name, c.callee,
+       c.external_number, c.start_time, c.answer_time, c.end_time, c.wait_seconds, c.talk_seconds,
+       c.duration_seconds, c.transfer_count, c.agents, c.rang, c.recovered, c.source,
+       (SELECT array_agg((s.seq, s.extension, s.began_by, s.ring_start, s.answer_time, s.end_time, s.talk_seconds,
+                          s.channel)::text ORDER BY s.seq) FROM call_segments s WHERE s.call_pk = c.id) AS segments,
+       (SELECT array_agg((r.seq, r.extension, r.start_time, r.end_time, r.outcome)::text ORDER BY r.seq)
+        FROM call_ring_attempts r WHERE r.call_pk = c.id) AS rings
+FROM calls c WHERE c.system_id = $1 ORDER BY c.call_id
+"""
+
+
+@pytest.mark.asyncio
+async def test_bulk_insert_stores_what_store_calls_stores(db: asyncpg.Connection) -> None:
+    """cdr_store's COPY path and the daemon's store.store_calls write the same rows (times, numerics, arrays)."""
+    calls = _synthetic_calls(1500)
+    # Fractions of a second and a name needing COPY escapes take the non-integer and quoting paths.
+    odd = calls[0]
+    calls[0] = replace(odd, caller_name='Tab\there "quoted" \\ back', linkedids=(odd.call_id, "x.1"),
+                       end=odd.end + timedelta(microseconds=123456))
+    by_daemon = await store.ensure_system(db, SystemConfig(name="daemon"))
+    by_import = await store.ensure_system(db, SystemConfig(name="import"))
+    await store.store_calls(db, by_daemon, calls, source="cdr")
+    await cdr_store.prepare(db)
+    assert await cdr_store.insert_new_calls(db, by_import, calls) == len(calls)
+    assert [dict(r) for r in await db.fetch(_COMPARED, by_import)] == [
+        dict(r) for r in await db.fetch(_COMPARED, by_daemon)]
+    unmapped = "SELECT extension, first_seen, last_seen, call_count FROM unmapped_extensions WHERE system_id = $1"
+    assert sorted(await db.fetch(unmapped, by_import)) == sorted(await db.fetch(unmapped, by_daemon))
+
+
+@pytest.mark.asyncio
+async def test_bulk_insert_leaves_calls_stored_meanwhile(db: asyncpg.Connection) -> None:
+    """A batch meeting calls stored after the import checked (the daemon): only the others are added."""
+    calls = _synthetic_calls(40)
+    system_id = await store.ensure_system(db, SystemConfig(name="s"))
+    await store.store_calls(db, system_id, calls[3:6], source="ami")
+    await cdr_store.prepare(db)
+    assert await cdr_store.insert_new_calls(db, system_id, calls) == len(calls) - 3
+    stored = await db.fetch("SELECT call_id, source FROM calls ORDER BY id")
+    assert sorted(r["call_id"] for r in stored) == sorted(c.call_id for c in calls)
+    assert [r["source"] for r in stored if r["call_id"] in {c.call_id for c in calls[3:6]}] == ["ami"] * 3
+    segments = await db.fetchval("SELECT count(*) FROM call_segments")
+    assert segments == sum(len(c.segments) for c in calls)
+
+
+def test_a_call_id_twice_in_one_file_is_stored_once(db_dsn: str, tmp_path: Path) -> None:
+    """After a PBX restart a uniqueid may come again, hours later: the first call stands, the second is counted."""
+    line = ('"","09121110000","02191001000","from-trunk","""" <09121110000>","PJSIP/trunk-00000100",'
+            '"PJSIP/101-00000101","Dial","PJSIP/101,20","{day} 10:00:00","{day} 10:00:05","{day} 10:01:00",60,55,'
+            '"ANSWERED","DOCUMENTATION","1714557600.1",""\n')
+    # Between them, a day of other calls (the synthetic ones, 2024-03-20): the first call is long finished.
+    filler = io.StringIO()
+    write_master_csv(filler, 1200)
+    master = tmp_path / "Master.csv"
+    master.write_text(line.format(day="2024-03-19") + filler.getvalue() + line.format(day="2024-03-21"),
+                      encoding="utf-8")
+    result = run_cli(db_dsn, tmp_path, "import-cdr", "--system", "trace-pbx", str(master))
+    assert result.exit_code == 0, result.output
+    assert "calls already stored, left as they were: 1" in result.output
+    assert "rows skipped: 0" in result.output
+    stored = query(db_dsn, "SELECT start_time FROM calls WHERE call_id = '1714557600.1'")
+    assert [r["start_time"].day for r in stored] == [19]
