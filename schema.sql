@@ -201,6 +201,19 @@ CREATE TABLE IF NOT EXISTS import_runs (
     rows_skipped    bigint NOT NULL DEFAULT 0 CHECK (rows_skipped >= 0)
 );
 
+-- Web app (reports/web, issue 7) ---------------------------------------------------------------
+
+-- Failed web log-ins, one row per failure and key ('user:<lower-case name>' or 'addr:<address>'):
+-- the login throttle (reports/web/ratelimit.py) counts them in a sliding window, so the limit holds
+-- across every worker process of `calltrail-report serve`. Rows older than the window are deleted
+-- as new failures are recorded.
+CREATE TABLE IF NOT EXISTS web_login_failures (
+    key             text NOT NULL,
+    failed_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS web_login_failures_key ON web_login_failures (key, failed_at);
+CREATE INDEX IF NOT EXISTS web_login_failures_failed_at ON web_login_failures (failed_at);
+
 -- Report rollups (reports/, issue 5) ------------------------------------------------------------
 
 -- Per telephone system and local day (in the system's time zone) and per direction and status:
@@ -312,6 +325,6 @@ END
 $do$;
 
 -- Keep this statement last and its form unchanged: ingest/store.py reads the version from it.
-INSERT INTO schema_version (singleton, version) VALUES (true, 2)
+INSERT INTO schema_version (singleton, version) VALUES (true, 3)
     ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now()
     WHERE schema_version.version < EXCLUDED.version;

@@ -1,14 +1,17 @@
 # ruff: noqa: N999  (the file name is the one the issue asks for)
 """Benchmark: `import-cdr` of a synthetic Master.csv (default 2 million rows): rows/s and peak RSS.
 
-    .venv/bin/python bench/import.py [--rows N] [--master PATH] [--dsn DSN] [--parse-only] [--record]
+    .venv/bin/python bench/import.py [--rows N] [--master PATH] [--dsn DSN] [--parse-only] [--import-only]
+                                     [--bulk [--keep-keys]] [--parallel auto|yes|no] [--record]
 
 Without --dsn a throwaway embedded PostgreSQL is started. Reports the whole import (parse, build
-calls, write them) and, separately, parsing and building alone, so the two costs can be told
-apart; each as wall time and CPU time (this process's, and the PostgreSQL server's), because the
-machine is shared and wall time alone says more about the neighbours than about the code.
---master keeps the generated file (or reuses it) between runs. --record writes the figures to
-bench/RESULTS.md, under "### Last recorded run" in the "## CDR import" section.
+calls, write them) and, separately, parsing and building alone (skipped with --import-only), so the
+two costs can be told apart; each as wall time and CPU time (this process's, the grouping
+process's, the PostgreSQL backend's and the whole server's), because the machine is shared and wall
+time alone says more about the neighbours than about the code. Peak RSS is given per process and
+summed. --bulk imports as `import-cdr --bulk`; --keep-keys keeps the foreign keys during it (to
+measure what their checks cost). --master keeps the generated file (or reuses it) between runs.
+--record writes the figures to bench/RESULTS.md, under "### Last recorded run" in "## CDR import".
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cdr_synth import write_master_file
 from bench.machine import machine_details, peak_rss_mib
-from ingest import cdr_import, pg, store
+from ingest import cdr_bulk, cdr_import, pg, store
 from ingest.config import SystemConfig
 
 SYSTEM = SystemConfig(name="bench", timezone="Asia/Tehran")
@@ -44,6 +47,25 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def server_cpu(backend: int) -> float:
+    """CPU seconds of the whole PostgreSQL server of `backend`: the postmaster, its live children (backends,
+    background processes) and its finished ones (parallel index-build workers, autovacuum)."""
+    try:
+        postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = sum(int(f) for f in fields[11:15]) / _TICK
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            child = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if child[1] == str(postmaster):
+            total += (int(child[11]) + int(child[12])) / _TICK
+    return total
 
 
 def plain_csv(path: Path) -> tuple[int, float]:
@@ -65,16 +87,20 @@ def parse_only(path: Path) -> tuple[int, int, float, float]:
     return stats.rows_read, calls, time.perf_counter() - started, time.process_time() - cpu
 
 
-async def full_import(dsn: str, path: Path) -> tuple[cdr_import.ImportStats, float, float, float]:
-    """The real import into a fresh schema: its stats, wall seconds, client CPU and server backend CPU seconds."""
+async def full_import(dsn: str, path: Path, *, bulk: bool, parallel: bool | None
+                      ) -> tuple[cdr_import.ImportStats, float, float, float, float, float]:
+    """The real import into a fresh schema: its stats, wall seconds, client CPU, grouping process CPU and
+    server backend CPU seconds, and the whole server's CPU seconds."""
     conn = await store.connect(dsn)
     try:
         await store.init_schema(conn)
         backend = conn.get_server_pid()
-        started, cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu(backend)
-        stats = await cdr_import.import_cdr(conn, SYSTEM, path)
-        return (stats, time.perf_counter() - started, time.process_time() - cpu,
-                process_cpu(backend) - server_cpu)
+        started, cpu, backend_cpu, whole = (time.perf_counter(), time.process_time(), process_cpu(backend),
+                                            server_cpu(backend))
+        stats = await cdr_import.import_cdr(conn, SYSTEM, path, bulk=bulk, parallel=parallel)
+        seconds = time.perf_counter() - started
+        return (stats, seconds, time.process_time() - cpu, stats.helper_cpu_seconds,
+                process_cpu(backend) - backend_cpu, server_cpu(backend) - whole)
     finally:
         await conn.close()
 
@@ -116,6 +142,13 @@ def main() -> None:
     parser.add_argument("--master", type=Path, default=None,
                         help="the synthetic Master.csv to use (generated there when missing, and kept)")
     parser.add_argument("--parse-only", action="store_true", help="skip the database import")
+    parser.add_argument("--import-only", action="store_true",
+                        help="skip the floors (csv.reader alone, parse without the database)")
+    parser.add_argument("--bulk", action="store_true", help="import with --bulk (upkeep once at the end)")
+    parser.add_argument("--keep-keys", action="store_true",
+                        help="with --bulk, keep the foreign keys (to measure what their checks cost)")
+    parser.add_argument("--parallel", choices=("auto", "yes", "no"), default="auto",
+                        help="group rows in a second process (auto: for files of 16 MiB or more)")
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calltrail-bench-import-"))
@@ -128,28 +161,35 @@ def main() -> None:
             write_master_file(master, args.rows)
             print(f"generated {args.rows} rows in {time.perf_counter() - started:.1f} s")
         size_mib = master.stat().st_size / 2**20
-        csv_rows, csv_cpu = plain_csv(master)
-        floor_line = f"{csv_rows / csv_cpu:,.0f} rows/s of CPU ({csv_cpu:.1f} s CPU)"
-        print(f"csv.reader alone: {floor_line}")
-        rows, calls, parse_seconds, parse_cpu = parse_only(master)
-        parse_rss = peak_rss_mib()
-        parse_line = (f"{rows / parse_seconds:,.0f} rows/s wall, {rows / parse_cpu:,.0f} rows/s of CPU "
-                      f"({rows} rows, {calls} calls; {parse_seconds:.1f} s wall, {parse_cpu:.1f} s CPU), "
-                      f"peak RSS {parse_rss:.0f} MiB")
+        floor_line = parse_line = "not measured (--import-only)"
+        if not args.import_only:
+            csv_rows, csv_cpu = plain_csv(master)
+            floor_line = f"{csv_rows / csv_cpu:,.0f} rows/s of CPU ({csv_cpu:.1f} s CPU)"
+            print(f"csv.reader alone: {floor_line}")
+            rows, calls, parse_seconds, parse_cpu = parse_only(master)
+            parse_rss = peak_rss_mib()
+            parse_line = (f"{rows / parse_seconds:,.0f} rows/s wall, {rows / parse_cpu:,.0f} rows/s of CPU "
+                          f"({rows} rows, {calls} calls; {parse_seconds:.1f} s wall, {parse_cpu:.1f} s CPU), "
+                          f"peak RSS {parse_rss:.0f} MiB")
+            print(f"parse+build only: {parse_line}")
         print(f"{master} ({size_mib:.0f} MiB)")
-        print(f"parse+build only: {parse_line}")
         if args.parse_only:
             return
+        cdr_bulk.DROP_FOREIGN_KEYS = not args.keep_keys
         dsn = args.dsn
         if dsn is None:
             target = pg.start_embedded(work / "pg")
             dsn = target.dsn
         try:
-            stats, seconds, client_cpu, server_cpu = asyncio.run(full_import(dsn, master))
+            parallel = None if args.parallel == "auto" else args.parallel == "yes"
+            stats, seconds, client_cpu, group_cpu, backend_cpu, whole_cpu = asyncio.run(
+                full_import(dsn, master, bulk=args.bulk, parallel=parallel))
         finally:
             if args.dsn is None:
                 pg.stop_embedded(work / "pg")
         rss = peak_rss_mib()
+        child_rss = stats.helper_peak_rss_mib
+        mode = ("bulk, foreign keys kept" if args.keep_keys else "bulk") if args.bulk else "normal"
         conditions = (f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; a 10-million-step "
                       f"Python loop took {calibration:.2f} s before and {calibration_seconds():.2f} s after "
                       "(about 0.5 s on an idle core)")
@@ -157,9 +197,12 @@ def main() -> None:
         line = (f"full import: {stats.rows_read / seconds:,.0f} rows/s wall, "
                 f"{stats.calls_stored / seconds:,.0f} calls/s "
                 f"({stats.rows_read} rows, {stats.calls_stored} calls, {stats.rows_skipped} rows skipped) in "
-                f"{seconds:.1f} s; CPU: importer {client_cpu:.1f} s ({stats.rows_read / client_cpu:,.0f} rows/s of "
-                f"CPU), PostgreSQL backend {server_cpu:.1f} s ({stats.rows_read / server_cpu:,.0f} rows/s of CPU); "
-                f"peak RSS of the importing process {rss:.0f} MiB")
+                f"{seconds:.1f} s ({mode}, parallel {args.parallel}); CPU: importer "
+                f"{client_cpu:.1f} s ({stats.rows_read / client_cpu:,.0f} rows/s of CPU), grouping process "
+                f"{group_cpu:.1f} s, PostgreSQL backend {backend_cpu:.1f} s ({stats.rows_read / backend_cpu:,.0f} "
+                f"rows/s of CPU), whole PostgreSQL server {whole_cpu:.1f} s, all "
+                f"{client_cpu + group_cpu + whole_cpu:.1f} s; peak RSS: importing process "
+                f"{rss:.0f} MiB + grouping process {child_rss:.0f} MiB = {rss + child_rss:.0f} MiB")
         print(line)
         if args.record:
             record(

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -82,12 +83,121 @@ async def first_page(conn: asyncpg.Connection) -> dict[str, Any]:
     return {"api_ms": await best_of(5, page), "floor_ms": await best_of(5, lambda: conn.fetch(FLOOR_PAGE, start, end))}
 
 
-async def export(conn: asyncpg.Connection, fmt: str, values: dict[str, str], *, server: bool = True) -> dict[str, Any]:
-    """One export to a temporary file; `server=False` makes the CSV rows formatted in Python (the old way)."""
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds used so far by a process of this machine (a PostgreSQL backend), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # utime and stime: fields 14 and 15 of stat(5), counted here after the ")" that ends field 2.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+class ProcessTree:
+    """Samples this process and its descendants (PDF workers, forked by a fork server): peak RSS and CPU."""
+
+    def __init__(self) -> None:
+        self.peak_total_mib = 0.0
+        self.peak_worker_mib = 0.0
+        self.cpu: dict[int, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+        found, todo = [], list(children.get(os.getpid(), []))
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        page = os.sysconf("SC_PAGE_SIZE") / 2**20
+        total = peak_rss_now_mib()
+        self.cpu = {}
+        for pid in found:
+            fields = _stat(pid)
+            if fields is None:
+                continue
+            # rss (field 24) in pages; utime, stime and those of its waited-for children (14-17) in
+            # clock ticks: a finished worker's time is in the fork server's, exactly.
+            rss = int(fields[21]) * page
+            total += rss
+            self.peak_worker_mib = max(self.peak_worker_mib, rss)
+            self.cpu[pid] = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        self.peak_total_mib = max(self.peak_total_mib, total)
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.2)
+
+    def __enter__(self) -> ProcessTree:
+        self.task = asyncio.create_task(self.run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        self.sample()
+
+
+def peak_rss_now_mib() -> float:
+    """Resident set size of this process now, in MiB."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Spares:
+    """Opens the spare connections of a parallel CSV export and follows their backends' CPU time."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.cpu: dict[int, float] = {}
+        self.watchers: list[asyncio.Task[None]] = []
+
+    async def connect(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self.dsn)
+        self.watchers.append(asyncio.create_task(self.watch(conn.get_server_pid())))
+        return conn
+
+    async def watch(self, pid: int) -> None:
+        # The backend ends when its connection is closed: its last reading is kept (50 ms resolution).
+        start = backend_cpu(pid) or 0.0
+        while (cpu := backend_cpu(pid)) is not None:
+            self.cpu[pid] = cpu - start
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> float:
+        """Stop following; the spares' CPU seconds."""
+        for task in self.watchers:
+            task.cancel()
+        await asyncio.gather(*self.watchers, return_exceptions=True)
+        return sum(self.cpu.values())
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def export(conn: asyncpg.Connection, dsn: str, fmt: str, values: dict[str, str], *, server: bool = True,
+                 parts: bool = True) -> dict[str, Any]:
+    """One export to a temporary file; `server=False` makes the CSV rows formatted in Python (the old way),
+    `parts=False` keeps a CSV export on one connection."""
     req = request(values, fmt)
-    with tempfile.TemporaryFile() as out:
+    spares = Spares(dsn)
+    main_pid = conn.get_server_pid()
+    main_cpu, own_cpu = backend_cpu(main_pid) or 0.0, cpu_seconds(resource.RUSAGE_SELF)
+    with tempfile.TemporaryFile() as out, ProcessTree() as tree:
         started = time.perf_counter()
-        async with api.open_report(conn, req) as document:
+        async with api.open_report(conn, req, connect=spares.connect if parts else None) as document:
             if not server and isinstance(document.rows, data.StreamedRows):
                 document.rows = document.rows.rows
             await render.write(document, out)
@@ -96,10 +206,14 @@ async def export(conn: asyncpg.Connection, fmt: str, values: dict[str, str], *, 
         size = out.tell()
         out.seek(0)
         digest = hashlib.file_digest(out, "sha256").hexdigest()[:16]   # both CSV paths must agree
-    # PDF workers are processes of their own: the largest one's peak is reported beside ours.
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    server_cpu = (backend_cpu(main_pid) or 0.0) - main_cpu + await spares.close()
+    # PDF workers are processes of their own (sampled every 0.2 s: the largest one, and the sum of
+    # this process and all of them at one moment, shared pages counted in each).
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "bytes": size, "rss_mib": peak_rss_mib(),
-            "worker_rss_mib": child, "sha256": digest}
+            "worker_rss_mib": tree.peak_worker_mib, "all_processes_rss_mib": tree.peak_total_mib, "sha256": digest,
+            "connections": 1 + len(spares.watchers),
+            "cpu_s": {"python": cpu_seconds(resource.RUSAGE_SELF) - own_cpu, "server": server_cpu,
+                      "workers": sum(tree.cpu.values())}}
 
 
 async def floor_scan(conn: asyncpg.Connection, values: dict[str, str]) -> dict[str, Any]:
@@ -127,24 +241,25 @@ async def copy_scan(conn: asyncpg.Connection, values: dict[str, str]) -> dict[st
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_mib": peak_rss_mib()}
 
 
-MEASURES: dict[str, Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]] = {
-    "season_summary": lambda conn: summary(conn, SEASON),
-    "year_by_day_summary": lambda conn: summary(conn, YEAR_BY_DAY),
-    "first_page": first_page,
-    "csv_1m": lambda conn: export(conn, "csv", MILLION),
-    "csv_1m_python": lambda conn: export(conn, "csv", MILLION, server=False),
-    "xlsx_1m": lambda conn: export(conn, "xlsx", MILLION),
-    "scan_1m": lambda conn: floor_scan(conn, MILLION),
-    "copy_1m": lambda conn: copy_scan(conn, MILLION),
-    "pdf_10k": lambda conn: export(conn, "pdf", TEN_THOUSAND),
-    "scan_10k": lambda conn: floor_scan(conn, TEN_THOUSAND),
+MEASURES: dict[str, Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any]]]] = {
+    "season_summary": lambda conn, dsn: summary(conn, SEASON),
+    "year_by_day_summary": lambda conn, dsn: summary(conn, YEAR_BY_DAY),
+    "first_page": lambda conn, dsn: first_page(conn),
+    "csv_1m": lambda conn, dsn: export(conn, dsn, "csv", MILLION),
+    "csv_1m_one_connection": lambda conn, dsn: export(conn, dsn, "csv", MILLION, parts=False),
+    "csv_1m_python": lambda conn, dsn: export(conn, dsn, "csv", MILLION, server=False),
+    "xlsx_1m": lambda conn, dsn: export(conn, dsn, "xlsx", MILLION),
+    "scan_1m": lambda conn, dsn: floor_scan(conn, MILLION),
+    "copy_1m": lambda conn, dsn: copy_scan(conn, MILLION),
+    "pdf_10k": lambda conn, dsn: export(conn, dsn, "pdf", TEN_THOUSAND),
+    "scan_10k": lambda conn, dsn: floor_scan(conn, TEN_THOUSAND),
 }
 
 
 async def measure(dsn: str, name: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, command_timeout=None)
     try:
-        return await MEASURES[name](conn)
+        return await MEASURES[name](conn, dsn)
     finally:
         await conn.close()
 

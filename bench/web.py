@@ -1,18 +1,23 @@
 """Web benchmark: requests per second and latency of the report page (first page of details).
 
     .venv/bin/python bench/web.py                      # 10 million calls, 20 clients, 30 s
-    .venv/bin/python bench/web.py --calls 1000000 --clients 20 --seconds 20
+    .venv/bin/python bench/web.py --calls 1000000 --clients 20 --seconds 20 --workers 2
 
 The database is `calltrail_bench` on --server when it exists and holds at least --calls calls
-(the reports benchmark's, bench/reports.py); otherwise `calltrail_bench_web` is generated here
-(SQL generate_series: 4 telephone systems in 2 branches, 50 agents each, one Jalali year of calls,
-60% incoming / 30% outgoing / 10% internal, the per-day rollup filled by schema.sql's triggers).
-A user `bench_web` (sales manager) is added for the run and removed after it.
+(the reports benchmark's, bench/report_data.py; brought up to the current schema by `db init`'s
+code when older); otherwise `calltrail_bench_web` is generated here (SQL generate_series: 4
+telephone systems in 2 branches, 50 agents each, one Jalali year of calls, 60% incoming / 30%
+outgoing / 10% internal, the per-day rollup filled by schema.sql's triggers). A user `bench_web`
+(sales manager) is added for the run and removed after it.
 
-The server is the real `calltrail-report serve` (one uvicorn process) on a free loopback port.
-Each client logs in once, then posts the seed's form in a closed loop: one Jalali month (the
-latest in the data), by day, all systems, "show" (chart, per-day and grand totals, first 100 call
-rows). Latency is measured from send to full response on the client side, on the same machine.
+The server is the real `calltrail-report serve` (--workers processes; its default, one per CPU,
+when not given) on a free loopback port. Each client logs in once, then posts the seed's form in
+a closed loop on one keep-alive connection: one Jalali month (the latest full one in the data),
+by day, all systems, "show" (chart, per-day and grand totals, first 100 call rows); every answer
+must be a whole 200 report page with call rows. Latency is measured from send to full response on
+the client side. The clients are a minimal HTTP/1.1 client on asyncio streams (bench/web_client.py),
+cheap enough not to take the CPU the server needs: their CPU per request is printed beside the
+server's (all its processes) and PostgreSQL's (the backends of the server's pool).
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine_details, peak_rss_mib
+from bench.web_client import Client, Response
 from ingest import store
 from reports import calendar as cal
 from reports import users
@@ -44,6 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-web-password"
 CHUNK = 1_000_000
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+TABLE_HEADER = (
+    "| data, load | workers | throughput | p50 | p95 | p99 | one client alone | server CPU/req | PostgreSQL CPU/req "
+    "| clients CPU/req | server RSS | load avg before |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+# The server's pool connects under this name, so its PostgreSQL backends can be found and timed.
+APP_NAME = "calltrail_bench_web"
 
 GENERATE_CALLS = """
 INSERT INTO calls (system_id, call_id, linkedids, direction, status, reason, caller, callee, external_number,
@@ -197,21 +209,32 @@ def free_port() -> int:
     return port
 
 
-async def logged_in(base: str) -> tuple[httpx.AsyncClient, str]:
+async def logged_in(port: int) -> tuple[Client, str]:
     """A client with a session of `bench_web`, and its CSRF token."""
-    client = httpx.AsyncClient(base_url=base, timeout=60)
-    page = await client.get("/login")
-    token = CSRF.search(page.text)
+    client = Client("127.0.0.1", port)
+    token = CSRF.search((await client.request("GET", "/login")).text)
     assert token
-    response = await client.post("/login", data={"username": "bench_web", "password": PASSWORD,
-                                                 "csrf_token": token.group(1)})
-    assert response.status_code == 303, response.text
-    token = CSRF.search((await client.get("/report")).text)
+    response = await client.request("POST", "/login", {"username": "bench_web", "password": PASSWORD,
+                                                       "csrf_token": token.group(1)})
+    assert response.status == 303, response.text
+    token = CSRF.search((await client.request("GET", "/report")).text)
     assert token
     return client, token.group(1)
 
 
-async def client_loop(session: tuple[httpx.AsyncClient, str], form: dict[str, str], stop_at: float,
+def page_problem(response: Response) -> str | None:
+    """Why `response` is not a full report page with its rows (None when it is one)."""
+    if response.status != 200:
+        return f"HTTP {response.status}: {response.text[:200]}"
+    body = response.body
+    if not body.rstrip().endswith(b"</html>") or b'id="report-output"' not in body:
+        return f"not a whole report page: {body[-200:]!r}"
+    if body.count(b"data-call=") == 0:
+        return "a report page without call rows"
+    return None
+
+
+async def client_loop(session: tuple[Client, str], form: dict[str, str], stop_at: float,
                       latencies: list[float], errors: list[str], page_sizes: list[int]) -> None:
     """Post the report form until `stop_at`, recording each latency."""
     client, token = session
@@ -219,15 +242,16 @@ async def client_loop(session: tuple[httpx.AsyncClient, str], form: dict[str, st
     try:
         while time.perf_counter() < stop_at:
             began = time.perf_counter()
-            response = await client.post("/report", data=data)
+            response = await client.request("POST", "/report", data)
             elapsed = time.perf_counter() - began
-            if response.status_code != 200 or "data-call=" not in response.text:
-                errors.append(f"{response.status_code}: {response.text[:200]}")
+            problem = page_problem(response)
+            if problem:
+                errors.append(problem)
                 continue
             latencies.append(elapsed)
-            page_sizes.append(response.text.count("data-call="))
+            page_sizes.append(response.body.count(b"data-call="))
     finally:
-        await client.aclose()
+        await client.close()
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -236,47 +260,147 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """User + system CPU time the server process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run_load(base: str, form: dict[str, str], clients: int, seconds: float, pid: int) -> dict[str, float]:
+def server_processes(pid: int) -> list[int]:
+    """The server process and its children (uvicorn's spawned workers, multiprocessing's resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid] + [int(c) for c in children]
+
+
+def worker_count(pid: int) -> int:
+    """How many worker processes serve requests (1: the server process itself)."""
+    spawned = 0
+    for child in server_processes(pid)[1:]:
+        try:
+            spawned += b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+    return max(1, spawned)
+
+
+async def backend_pids(dsn: str) -> list[int]:
+    """PostgreSQL backends serving the benchmark's server (its pool connects with APP_NAME)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", APP_NAME)
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+class CpuMeter:
+    """CPU seconds used by the server's processes, the clients (this process) and PostgreSQL's backends."""
+
+    def __init__(self, server_pid: int, dsn: str) -> None:
+        self.server_pid = server_pid
+        self.dsn = dsn
+
+    async def sample(self) -> dict[str, dict[int, float] | float]:
+        """CPU seconds so far, per process for the server and the backends."""
+        return {
+            "server": {p: cpu_seconds(p) for p in server_processes(self.server_pid)},
+            "postgres": {p: cpu_seconds(p) for p in await backend_pids(self.dsn)},
+            "clients": time.process_time(),
+        }
+
+    @staticmethod
+    def used(before: dict[str, dict[int, float] | float], after: dict[str, dict[int, float] | float]
+             ) -> dict[str, float]:
+        """CPU seconds between two samples (processes started in between count from zero)."""
+        spent: dict[str, float] = {}
+        for key, value in after.items():
+            earlier = before[key]
+            if isinstance(value, dict):
+                assert isinstance(earlier, dict)
+                spent[key] = sum(cpu - earlier.get(pid, 0.0) for pid, cpu in value.items())
+            else:
+                assert isinstance(earlier, float)
+                spent[key] = value - earlier
+        return spent
+
+
+async def run_load(port: int, form: dict[str, str], clients: int, seconds: float, meter: CpuMeter
+                   ) -> dict[str, float]:
     """Warm up, log every client in, then `clients` closed-loop clients for `seconds`.
 
-    Also the server's CPU time per request: on a shared machine the latencies depend on the
-    other load, the CPU the server spends on a request much less.
+    Also the CPU time per request of the server, the clients and PostgreSQL: on a shared machine
+    the latencies depend on the other load, the CPU spent on a request much less.
     """
     warm: list[float] = []
-    await client_loop(await logged_in(base), form, time.perf_counter() + 3, warm, [], [])
-    sessions = [await logged_in(base) for _ in range(clients)]
+    await client_loop(await logged_in(port), form, time.perf_counter() + 3, warm, [], [])
+    sessions = [await logged_in(port) for _ in range(clients)]
     latencies: list[float] = []
     errors: list[str] = []
     sizes: list[int] = []
+    before = await meter.sample()
     began = time.perf_counter()
-    cpu_began = server_cpu_seconds(pid)
     stop_at = began + seconds
     await asyncio.gather(*(client_loop(s, form, stop_at, latencies, errors, sizes) for s in sessions))
     wall = time.perf_counter() - began
-    cpu = server_cpu_seconds(pid) - cpu_began
+    spent = CpuMeter.used(before, await meter.sample())
     if errors:
         raise SystemExit(f"{len(errors)} failed requests, first: {errors[0]}")
+    count = max(len(latencies), 1)
     return {
         "requests": len(latencies), "rps": len(latencies) / wall, "p50": percentile(latencies, 0.5) * 1000,
         "p95": percentile(latencies, 0.95) * 1000, "p99": percentile(latencies, 0.99) * 1000,
         "max": max(latencies) * 1000, "mean": statistics.fmean(latencies) * 1000,
         "single": statistics.median(warm) * 1000, "rows": float(statistics.median(sizes)),
-        "cpu_ms": cpu / max(len(latencies), 1) * 1000,
+        "cpu_ms": spent["server"] / count * 1000, "client_cpu_ms": spent["clients"] / count * 1000,
+        "pg_cpu_ms": spent["postgres"] / count * 1000, "wall": wall,
     }
 
 
 def server_rss_mib(pid: int) -> float:
-    """Peak resident memory of the server process (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Peak resident memory of the server's processes (VmHWM, summed over the workers), in MiB."""
+    total = 0.0
+    for process in server_processes(pid):
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+async def ensure_schema(dsn: str) -> None:
+    """Bring an older benchmark database up to the current schema (what `db init` does)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if await conn.fetchval("SELECT to_regclass('web_login_failures') IS NULL"):
+            before, after = await store.init_schema(conn)
+            print(f"schema updated from version {before} to {after} (db init)", flush=True)
+    finally:
+        await conn.close()
+
+
+def wait_until_up(port: int, server: subprocess.Popen[bytes]) -> None:
+    """Return once the server answers /healthz."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                if sock.recv(4096).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("calltrail-report serve did not start")
+        time.sleep(0.2)
 
 
 def main() -> None:
@@ -287,6 +411,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000_000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="server worker processes (default: the server's own default, one per CPU)")
     parser.add_argument("--record", action="store_true", help="append the figures to bench/RESULTS.md")
     args = parser.parse_args()
 
@@ -306,35 +432,37 @@ def main() -> None:
     year, month = asyncio.run(latest_month(dsn))
     form = {"period": "month", "calendar": "jalali", "year": str(year), "month": str(month), "by": "day",
             "type": "all", "format": "pdf", "action": "show"}
+    asyncio.run(ensure_schema(dsn))
     port = free_port()
-    env = {**os.environ, "CALLTRAIL_DSN": dsn, "CALLTRAIL_WEB_SECRET": "bench-web-secret-0123456789"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "calltrail-report"), "serve", "--listen",
-                               f"127.0.0.1:{port}"], cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CALLTRAIL_DSN": f"{dsn}?application_name={APP_NAME}",
+           "CALLTRAIL_WEB_SECRET": "bench-web-secret-0123456789"}
+    command = [str(Path(sys.executable).parent / "calltrail-report"), "serve", "--listen", f"127.0.0.1:{port}"]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/healthz").text == "ok":
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        result = asyncio.run(run_load(base, form, args.clients, args.seconds, server.pid))
+        wait_until_up(port, server)
+        workers = worker_count(server.pid)
+        result = asyncio.run(run_load(port, form, args.clients, args.seconds, CpuMeter(server.pid, dsn)))
         rss = server_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=20)
         asyncio.run(remove_bench_user(dsn))
+    load_after = os.getloadavg()[0]
     line = (
-        f"| {found:,} calls, {args.clients} clients, {args.seconds:.0f} s | Jalali {year}/{month:02d} by day, "
-        f"all systems, first {result['rows']:.0f} rows | {result['rps']:.1f} req/s | {result['p50']:.0f} ms | "
-        f"{result['p95']:.0f} ms | {result['p99']:.0f} ms | {result['single']:.0f} ms | {rss:.0f} MiB | "
-        f"{load_before:.1f} |"
+        f"| {found:,} calls, {args.clients} clients, {args.seconds:.0f} s | {workers} | {result['rps']:.1f} req/s | "
+        f"{result['p50']:.0f} ms | {result['p95']:.0f} ms | {result['p99']:.0f} ms | {result['single']:.0f} ms | "
+        f"{result['cpu_ms']:.1f} ms | {result['pg_cpu_ms']:.1f} ms | {result['client_cpu_ms']:.1f} ms | "
+        f"{rss:.0f} MiB | {load_before:.2f} ({load_after:.2f} after) |"
     )
-    print(f"requests: {result['requests']}, req/s {result['rps']:.1f}, p50 {result['p50']:.0f} ms, "
-          f"p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, max {result['max']:.0f} ms, "
-          f"one client alone {result['single']:.0f} ms, server CPU {result['cpu_ms']:.1f} ms per request, "
-          f"server peak RSS {rss:.0f} MiB, "
-          f"bench peak RSS {peak_rss_mib():.0f} MiB")
+    print(f"Jalali {year}/{month:02d} by day, all systems, first {result['rows']:.0f} rows; {workers} worker(s)")
+    print(f"requests: {result['requests']} in {result['wall']:.1f} s, req/s {result['rps']:.1f}, "
+          f"p50 {result['p50']:.0f} ms, p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, "
+          f"max {result['max']:.0f} ms, one client alone {result['single']:.0f} ms")
+    print(f"CPU per request: server {result['cpu_ms']:.1f} ms, PostgreSQL {result['pg_cpu_ms']:.1f} ms, "
+          f"clients {result['client_cpu_ms']:.1f} ms; server peak RSS {rss:.0f} MiB (all processes), "
+          f"bench peak RSS {peak_rss_mib():.0f} MiB; load average {load_before:.2f} before, {load_after:.2f} after")
     print(line)
     if args.record:
         record(line)
@@ -347,10 +475,9 @@ def record(line: str) -> None:
     header = (
         "\n## Web\n\n"
         "`bench/web.py`: the report page (\"show\": chart, per-day and grand totals, first page of call rows)\n"
-        "posted by closed-loop clients to one `calltrail-report serve` process; client and server on the same\n"
+        "posted by closed-loop clients to `calltrail-report serve`; clients, server and PostgreSQL on the same\n"
         "machine. Target: p99 under 300 ms with 20 clients.\n\n"
-        "| data, load | request | throughput | p50 | p95 | p99 | one client alone | server RSS | load avg before |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        f"{TABLE_HEADER}"
     )
     if "\n## Web\n" not in text:
         text = text.rstrip("\n") + "\n" + header

@@ -12,10 +12,12 @@ panoramisk 1.4 (the only release on PyPI) has defects that lose calls; each is h
    see bench/RESULTS.md).
 4. Half-open TCP is never noticed (pings are fire-and-forget): a watchdog pings with a timeout and
    aborts the transport, and an unanswered login is aborted too.
-5. A refused login raises nothing and is retried every 2 s forever: it is reported once as an
+5. Only plain logins exist: `auth = "md5"` answers a `Challenge` instead (the secret never crosses
+   the network), by hiding the username from panoramisk's own login.
+6. A refused login raises nothing and is retried every 2 s forever: it is reported once as an
    ERROR naming the system and user, then retried with a long back-off; `healthy` turns false.
-6. Reconnects come at a fixed pace: here exponential back-off with jitter.
-7. The Manager must be built inside the running loop (`start()` is a coroutine).
+7. Reconnects come at a fixed pace: here exponential back-off with jitter.
+8. The Manager must be built inside the running loop (`start()` is a coroutine).
 
 After every login `CoreShowChannels` is written straight to the socket with an ActionID no
 panoramisk action owns, so its `CoreShowChannel` events and the closing
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -180,9 +183,40 @@ class _Manager(Manager):  # type: ignore[misc]
         if exc is not None:
             self.owner._connect_failed(exc)
             return
-        super().connection_made(future)
+        if self.owner.system.auth != "md5":
+            super().connection_made(future)
+        else:
+            # panoramisk logs in with the plain secret whenever it has a username: hide it for the
+            # call, then log in by challenge (panoramisk 1.4 has no MD5 login of its own).
+            username = self.config.pop("username")
+            try:
+                super().connection_made(future)
+            finally:
+                self.config["username"] = username
+            self.authenticated = False
+            challenge = self.send_action({"Action": "Challenge", "AuthType": "MD5"})
+            self.authenticated_future = challenge
+            challenge.add_done_callback(self._answer_challenge)
         self.protocol.log = _PANORAMISK_LOG
         self.owner._socket_open()
+
+    def _answer_challenge(self, future: asyncio.Future[Any]) -> None:
+        """Log in with Key = md5(challenge + secret): the secret never crosses the network."""
+        if future.cancelled():
+            return
+        reply = future.result()
+        challenge = reply.get("Challenge") if reply.success else None
+        if not challenge:
+            self.authenticated_future = None
+            self.owner._login_refused(f"no MD5 challenge: {reply.get('Message') or 'refused'}")
+            return
+        key = hashlib.md5((challenge + self.config["secret"]).encode()).hexdigest()  # noqa: S324 - AMI's scheme
+        login = self.send_action({
+            "Action": "Login", "AuthType": "MD5", "Username": self.config["username"], "Key": key,
+            "Events": self.config["events"],
+        })
+        self.authenticated_future = login
+        login.add_done_callback(self.login)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """Schedule a reconnect with back-off instead of panoramisk's fixed pace."""
@@ -253,7 +287,7 @@ class AmiConnection:
         self._manager = _Manager(
             host=self.system.host, port=self.system.port, username=self.system.username,
             secret=self.system.secret, events="on", protocol_factory=AmiProtocol, loop=loop,
-            forgetable_actions=("ping", "login"), ping_delay=10**6, log=_PANORAMISK_LOG,
+            forgetable_actions=("ping", "login", "challenge"), ping_delay=10**6, log=_PANORAMISK_LOG,
         )
         self._manager.owner = self
         self._manager.register_event("*", self._on_message)

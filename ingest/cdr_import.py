@@ -8,8 +8,10 @@ window are held. A row that still arrives for a finished call is skipped and cou
 --window"). The CEL file, when given, is read alongside, in step with the CDR's clock.
 
 Parsing runs in a worker thread while the previous batch is written, so the importer's Python
-(one core at most, the GIL) overlaps with the server's inserts. Rows and calls are many, so the
-per-row code is written for speed; bench/RESULTS.md ("## CDR import") has where the time goes.
+overlaps with the server's inserts; large files without CEL are grouped by a second process
+(cdr_parallel), so two cores work on the Python side. `bulk` loads the whole file in one
+transaction with the tables' upkeep done once at the end (cdr_bulk). Rows and calls are many, so
+the per-row code is written for speed; bench/RESULTS.md ("## CDR import") has where the time goes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +60,9 @@ class ImportStats:
     calls_replaced: int = 0
     calls_present: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    # The grouping process's CPU seconds and peak memory, when there was one (cdr_parallel).
+    helper_cpu_seconds: float = 0.0
+    helper_peak_rss_mib: float = 0.0
 
     @property
     def rows_skipped(self) -> int:
@@ -185,7 +191,8 @@ class Grouper:
             for key in group.keys:
                 if index.get(key) is group:
                     del index[key]
-                finished[key] = max_end
+                if key[0] != "C":  # only linkedids and uniqueids mark a late row (see add)
+                    finished[key] = max_end
             self.open_rows -= len(group.rows)
             yield group.rows
         if limit is not None:
@@ -255,39 +262,21 @@ def call_identity(rows: list[CdrRow]) -> tuple[str, tuple[str, ...]]:
     return f"cdr-{root.channel}-{int(root.start.timestamp())}", ()
 
 
-def produce_calls(
-    cdr_lines: Iterable[str], cdr_path: str, system: SystemConfig, stats: ImportStats, *,
-    cel_lines: Iterable[str] | None = None, cel_path: str = "", window: timedelta = DEFAULT_WINDOW,
-    batch_size: int = BATCH_CALLS,
-) -> Iterator[list[CallRecord]]:
-    """Batches of finished calls from the CDR (and CEL) lines; counts into `stats` as it goes."""
-    try:
-        zone = ZoneInfo(system.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"systems.{system.name}.timezone: unknown time zone {system.timezone!r}") from exc
-    times = LocalTimes(zone)
-    builder = CallBuilder(system)
-    grouper = Grouper(window)
-    cel = CelFeed(read_cel(cel_lines, cel_path, LocalTimes(zone)), window) if cel_lines is not None else None
+def group_rows(
+    items: Iterable[CdrRow | RowError], path: str, stats: ImportStats, grouper: Grouper, *,
+    cel: CelFeed | None = None, late: list[int] | None = None,
+) -> Iterator[list[CdrRow]]:
+    """The rows of each finished call, in the order calls finish; counts rows read and skipped into `stats`.
+
+    `late`, when given, gets the line numbers of the rows skipped as late legs.
+    """
     clock: datetime | None = None
-    batch: list[CallRecord] = []
-    since_flush = 0
-
-    def finish(rows: list[CdrRow]) -> None:
-        call_id, linkedids = call_identity(rows)
-        events = cel.take({r.linkedid for r in rows if r.linkedid} | {call_id}) if cel is not None else []
-        try:
-            batch.append(builder.build(rows, events, call_id, linkedids))
-            stats.calls_built += 1
-        except (ValueError, AssertionError) as exc:
-            log.warning("%s:%d: call %s could not be built: %s", cdr_path, rows[0].line, call_id, exc)
-            stats.skipped["call could not be built"] += len(rows)
-
-    for item in read_cdr(cdr_lines, cdr_path, times):
+    since_expiry = 0
+    for item in items:
         stats.rows_read += 1
         if isinstance(item, RowError):
             if stats.rows_read == 1 and item.reason != "empty line":
-                raise InputFileError(f"not an Asterisk CDR line: {item.reason}", path=cdr_path, line=1)
+                raise InputFileError(f"not an Asterisk CDR line: {item.reason}", path=path, line=1)
             stats.skipped[item.reason] += 1
             continue
         clock = item.end if clock is None else max(clock, item.end)
@@ -297,24 +286,70 @@ def produce_calls(
                 item.linkedid = cel.linkedid_of[item.uniqueid][0]
         if not grouper.add(item):
             stats.skipped["late leg of a call already stored (raise --window)"] += 1
-        since_flush += 1
-        if since_flush >= 1000:
-            since_flush = 0
-            for rows in grouper.expired(clock):
-                finish(rows)
+            if late is not None:
+                late.append(item.line)
+        since_expiry += 1
+        if since_expiry >= 1000:
+            since_expiry = 0
+            yield from grouper.expired(clock)
             if cel is not None and stats.rows_read % 100_000 < 1000:
                 cel.prune(clock)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
     if cel is not None:
         cel.advance(datetime.max.replace(tzinfo=UTC))
         stats.cel_rows = cel.count
-    for rows in grouper.expired(None):
-        finish(rows)
-        if len(batch) >= batch_size:
-            yield batch
-            batch = []
+    yield from grouper.expired(None)
+
+
+class CallMaker:
+    """Builds the CallRecord of each group of rows (with its CEL events); counts calls that cannot be built."""
+
+    def __init__(self, system: SystemConfig, path: str, stats: ImportStats, cel: CelFeed | None = None) -> None:
+        self.builder = CallBuilder(system)
+        self.path = path
+        self.stats = stats
+        self.cel = cel
+
+    def build(self, rows: list[CdrRow]) -> CallRecord | None:
+        """The call of `rows`, None (logged and counted) when it cannot be built."""
+        call_id, linkedids = call_identity(rows)
+        cel = self.cel
+        events = cel.take({r.linkedid for r in rows if r.linkedid} | {call_id}) if cel is not None else []
+        try:
+            record = self.builder.build(rows, events, call_id, linkedids)
+        except (ValueError, AssertionError) as exc:
+            log.warning("%s:%d: call %s could not be built: %s", self.path, rows[0].line, call_id, exc)
+            self.stats.skipped["call could not be built"] += len(rows)
+            return None
+        self.stats.calls_built += 1
+        return record
+
+
+def zone_of(system: SystemConfig) -> ZoneInfo:
+    """The system's time zone; a ConfigError naming the setting when it is unknown."""
+    try:
+        return ZoneInfo(system.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"systems.{system.name}.timezone: unknown time zone {system.timezone!r}") from exc
+
+
+def produce_calls(
+    cdr_lines: Iterable[str], cdr_path: str, system: SystemConfig, stats: ImportStats, *,
+    cel_lines: Iterable[str] | None = None, cel_path: str = "", window: timedelta = DEFAULT_WINDOW,
+    batch_size: int = BATCH_CALLS,
+) -> Iterator[list[CallRecord]]:
+    """Batches of finished calls from the CDR (and CEL) lines; counts into `stats` as it goes."""
+    zone = zone_of(system)
+    cel = CelFeed(read_cel(cel_lines, cel_path, LocalTimes(zone)), window) if cel_lines is not None else None
+    maker = CallMaker(system, cdr_path, stats, cel)
+    batch: list[CallRecord] = []
+    for rows in group_rows(read_cdr(cdr_lines, cdr_path, LocalTimes(zone)), cdr_path, stats, Grouper(window),
+                           cel=cel):
+        record = maker.build(rows)
+        if record is not None:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
     if batch:
         yield batch
 
@@ -335,7 +370,8 @@ async def system_from_db(conn: asyncpg.Connection, name: str) -> SystemConfig | 
     )
 
 
-def _open_text(path: Path) -> TextIO:
+def open_text(path: Path) -> TextIO:
+    """A CSV file opened for reading as csv.reader wants it; an InputFileError when it cannot be."""
     try:
         # errors="replace": one bad byte in a year of CDRs must not stop the import.
         return path.open("r", encoding="utf-8", errors="replace", newline="")
@@ -346,45 +382,78 @@ def _open_text(path: Path) -> TextIO:
 async def import_cdr(
     conn: asyncpg.Connection, system: SystemConfig, cdr_path: Path, *, cel_path: Path | None = None,
     window: timedelta = DEFAULT_WINDOW, replace: bool = False, progress: Callable[[int], None] | None = None,
+    bulk: bool = False, parallel: bool | None = None,
 ) -> ImportStats:
-    """Import one Master.csv (and its CEL file) for `system`; safe to run again (adds nothing)."""
-    from ingest import store
+    """Import one Master.csv (and its CEL file) for `system`; safe to run again (adds nothing).
 
+    `bulk`: one transaction with the tables' upkeep done once at the end (cdr_bulk). `parallel`:
+    group the rows in a second process (cdr_parallel); by default for large files without CEL.
+    """
+    from ingest import cdr_bulk, cdr_parallel, store
+
+    if parallel is None:
+        size = (await asyncio.to_thread(cdr_path.stat)).st_size
+        parallel = cel_path is None and size >= cdr_parallel.MIN_PARALLEL_BYTES
+    elif parallel and cel_path is not None:
+        raise ConfigError("a CEL file is read in one process: import it without parallel grouping")
     system_id = await store.ensure_system(conn, system)
     run_id = await conn.fetchval("INSERT INTO import_runs (system_id, source_file) VALUES ($1, $2) RETURNING id",
                                  system_id, str(cdr_path))
     await cdr_store.prepare(conn)
     stats = ImportStats()
-    with _open_text(cdr_path) as cdr_file:
-        cel_file = _open_text(cel_path) if cel_path is not None else None
-        try:
-            batches = produce_calls(
-                count_lines(cdr_file, progress), str(cdr_path), system, stats,
-                cel_lines=iter(cel_file) if cel_file is not None else None, cel_path=str(cel_path or ""),
-                window=window,
-            )
+    load = await cdr_bulk.begin(conn) if bulk else None
+    deferred: list[cdr_store.Seen] | None = [] if bulk else None
+    try:
+        with open_text(cdr_path) as cdr_file, (open_text(cel_path) if cel_path is not None else nullcontext()) as cel:
+            if parallel:
+                batches = cdr_parallel.parallel_calls(cdr_path, system, stats, window=window,
+                                                      batch_size=BATCH_CALLS, progress=progress)
+            else:
+                batches = produce_calls(
+                    count_lines(cdr_file, progress), str(cdr_path), system, stats,
+                    cel_lines=iter(cel) if cel is not None else None, cel_path=str(cel_path or ""), window=window,
+                )
             writing: asyncio.Task[None] | None = None
-            while True:
-                # Parse the next batch in a thread while the previous one is being written.
-                batch = await asyncio.to_thread(next, batches, None)
-                if writing is not None:
-                    await writing
-                if batch is None:
-                    break
-                writing = asyncio.create_task(_write(conn, system_id, batch, stats, replace))
-        finally:
-            if cel_file is not None:
-                cel_file.close()
+            try:
+                while True:
+                    # Parse the next batch in a thread while the previous one is being written.
+                    batch = await asyncio.to_thread(next, batches, None)
+                    if writing is not None:
+                        await writing
+                    if batch is None:
+                        break
+                    writing = asyncio.create_task(_write(conn, system_id, batch, stats, replace, deferred))
+            finally:
+                if writing is not None and not writing.done():
+                    writing.cancel()
+                    await asyncio.gather(writing, return_exceptions=True)
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    # Ends the grouping process when the import failed half way. Not while a thread
+                    # is still inside the generator (cancelled by Ctrl-C): the daemonic process then
+                    # ends with this one.
+                    with suppress(ValueError):
+                        close()
+        if load is not None:
+            await cdr_store.register_unmapped(conn, system_id, deferred or [])
+            await cdr_bulk.finish(conn, load, system_id)
+            load = None
+    finally:
+        if load is not None:
+            await cdr_bulk.abort(load)
     await conn.execute(
         """UPDATE import_runs SET finished_at = now(), rows_read = $2, calls_stored = $3, rows_skipped = $4
            WHERE id = $1""", run_id, stats.rows_read, stats.calls_stored + stats.calls_replaced, stats.rows_skipped)
     log.info("imported %s: %d rows, %d calls stored, %d already present, %d rows skipped", cdr_path,
              stats.rows_read, stats.calls_stored, stats.calls_present, stats.rows_skipped)
+    if parallel:
+        log.info("the grouping process used %.1f s of CPU and at most %.0f MiB", stats.helper_cpu_seconds,
+                 stats.helper_peak_rss_mib)
     return stats
 
 
 async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecord], stats: ImportStats,
-                 replace: bool) -> None:
+                 replace: bool, unmapped: list[cdr_store.Seen] | None) -> None:
     from ingest import store
 
     calls: list[CallRecord] = []
@@ -405,7 +474,7 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecor
         stats.calls_present += sum(1 for r in calls if r.call_id in present) - len(again)
         calls = [r for r in calls if r.call_id not in present]
     try:
-        stored = await cdr_store.insert_new_calls(conn, system_id, calls, source="cdr")
+        stored = await cdr_store.insert_new_calls(conn, system_id, calls, source="cdr", unmapped=unmapped)
     except Exception as exc:
         if getattr(exc, "sqlstate", None) is None:
             raise

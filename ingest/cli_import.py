@@ -20,14 +20,24 @@ from ingest.errors import ConfigError
 @click.option("--window", "window_minutes", type=click.IntRange(1, 7 * 24 * 60), default=180, show_default=True,
               help="Minutes a call stays open after its last row; raise it for calls longer than this.")
 @click.option("--replace", is_flag=True, help="Rewrite calls an earlier import stored (never the daemon's).")
+@click.option("--bulk", is_flag=True,
+              help="For a first load of a long history: one transaction that sets the calls tables' secondary "
+                   "indexes, foreign keys and report rollup aside and rebuilds them once at the end (about a third "
+                   "less CPU for the database server). Holds an exclusive lock on the calls tables until it ends: "
+                   "the daemon's writes and reports wait meanwhile; all or nothing (an error rolls it all back). "
+                   "Needs the database user that owns the tables. See deploy/OPERATIONS.md.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @click.argument("cdr_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.pass_context
 def import_cdr(
     ctx: click.Context, system_name: str | None, cel_path: Path | None, window_minutes: int, replace: bool,
-    progress: bool | None, cdr_path: Path,
+    bulk: bool, progress: bool | None, cdr_path: Path,
 ) -> None:
-    """Import CDR_PATH (Asterisk's Master.csv) as calls; running it again adds nothing."""
+    """Import CDR_PATH (Asterisk's Master.csv) as calls; running it again adds nothing.
+
+    Files of 16 MiB or more without --cel are read by two processes (one groups the rows into
+    calls, the other builds and stores them), to use two cores.
+    """
     from ingest import cdr_import, pg, store
     from ingest.cli import get_config, run_async
 
@@ -51,11 +61,11 @@ def import_cdr(
                 )
             if not show:
                 return await cdr_import.import_cdr(conn, system, cdr_path, cel_path=cel_path,
-                                                   window=timedelta(minutes=window_minutes), replace=replace)
+                                                   window=timedelta(minutes=window_minutes), replace=replace, bulk=bulk)
             with click.progressbar(length=size, label=cdr_path.name, file=sys.stderr) as bar:
                 return await cdr_import.import_cdr(conn, system, cdr_path, cel_path=cel_path,
                                                    window=timedelta(minutes=window_minutes), replace=replace,
-                                                   progress=bar.update)
+                                                   bulk=bulk, progress=bar.update)
         finally:
             await conn.close()
 

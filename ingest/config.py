@@ -31,6 +31,7 @@ from ingest.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/calltrail/calltrail.toml")
 DEFAULT_EXTENSION_PATTERN = r"^\d{2,6}$"
 EXTENSION_SOURCES = ("endpoint", "callerid", "accountcode")
+AUTH_TYPES = ("plain", "md5")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class SystemConfig:
     port: int = 5038
     username: str = ""
     secret: str = field(default="", repr=False)
+    # AMI login: "plain" sends the secret; "md5" answers a Challenge with md5(challenge + secret).
+    auth: str = "plain"
     # How an extension is read from a channel: its endpoint name, caller ID number or account code.
     extension_from: str = "endpoint"
     extension_pattern: str = DEFAULT_EXTENSION_PATTERN
@@ -58,6 +61,8 @@ class SystemConfig:
     timezone: str = "Asia/Tehran"
 
     def __post_init__(self) -> None:
+        if self.auth not in AUTH_TYPES:
+            raise ConfigError(f"systems.{self.name}.auth must be one of {', '.join(AUTH_TYPES)}, not {self.auth!r}")
         if self.extension_from not in EXTENSION_SOURCES:
             raise ConfigError(
                 f"systems.{self.name}.extension_from must be one of {', '.join(EXTENSION_SOURCES)}, "

@@ -14,7 +14,7 @@ read-only repeatable-read transaction, so the totals and the rows of a report ag
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from reports.context import (
     Totals,
     TotalsDocument,
     TotalsLine,
+    agent_extensions,
     iterate,
     kind_of,
 )
@@ -98,10 +99,11 @@ async def _document(conn: Any, request: ReportRequest, who: Actor, now: datetime
         BucketTotals(b, fmt.digits(b.label(request.lang)), Totals.from_record(found.get(b.index)))
         for b in request.buckets
     )
-    builder = RowBuilder(request, scope.by_id(), AssignmentBook(await data.assignments(conn, scope.system_ids)),
-                         next_number=offset + 1)
     rows: AsyncIterable[CallRow]
     if stream:
+        builder = RowBuilder(request, scope.by_id(), AssignmentBook(await data.assignments(conn, scope.system_ids)),
+                             next_number=offset + 1)
+
         async def streamed() -> AsyncIterator[CallRow]:
             # Read when iterated only: a CSV export has the server write the rows instead (render/csv.py).
             identities = await data.identities_in_period(conn, request, scope)
@@ -111,6 +113,9 @@ async def _document(conn: Any, request: ReportRequest, who: Actor, now: datetime
         rows = data.StreamedRows(streamed(), conn, request, scope)
     else:
         page = await data.details_page(conn, request, scope, limit=limit, offset=offset)
+        # Only the assignments of this page's agents: a page names a few dozen of them.
+        book = AssignmentBook(await data.assignments_of(conn, agent_extensions(page)))
+        builder = RowBuilder(request, scope.by_id(), book, next_number=offset + 1)
         rows = iterate([builder.build(r) for r in page])
     title = fmt.t("title.details", by=fmt.t(f"by.{request.breakdown}"))
     return ReportDocument(
@@ -120,11 +125,18 @@ async def _document(conn: Any, request: ReportRequest, who: Actor, now: datetime
 
 
 @asynccontextmanager
-async def open_report(source: Any, request: ReportRequest, user: User = None, *,
-                      now: datetime | None = None) -> AsyncIterator[ReportDocument]:
-    """The call-details report with its rows streamed from the database while the block runs."""
+async def open_report(source: Any, request: ReportRequest, user: User = None, *, now: datetime | None = None,
+                      connect: Callable[[], Awaitable[Any]] | None = None) -> AsyncIterator[ReportDocument]:
+    """The call-details report with its rows streamed from the database while the block runs.
+
+    `connect` opens another connection to the same database: a large CSV export then runs on several
+    at once (a pool's own connections are used without it).
+    """
     async with _reading(source, user) as (conn, who):
-        yield await _document(conn, request, who, now, None, 0, stream=True)
+        document = await _document(conn, request, who, now, None, 0, stream=True)
+        if isinstance(document.rows, data.StreamedRows):
+            document.rows.spare = data.spare_connections(source, connect)
+        yield document
 
 
 async def produce(source: Any, request: ReportRequest, user: User = None, *, now: datetime | None = None,

@@ -143,7 +143,8 @@ def render_command(ctx: click.Context, /, **params: Any) -> None:
     async def go() -> int:
         conn = await _connect(ctx)
         try:
-            async with api.open_report(conn, request, params["as_user"]) as document:
+            # A large CSV export is formatted by a few connections at once (render/csv_parts.py).
+            async with api.open_report(conn, request, params["as_user"], connect=lambda: _connect(ctx)) as document:
                 progress, done = _progress(document.grand.calls)
                 try:
                     with _output(params["output"]) as out:

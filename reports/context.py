@@ -47,9 +47,10 @@ class Totals:
         """Totals from a query row holding the same column names (None: all zero)."""
         if record is None:
             return cls()
-        values: dict[str, Any] = {f.name: (Decimal(record[f.name]) if f.name in _SECONDS else int(record[f.name]))
-                                  for f in fields(cls)}
-        return cls(**values)
+        # Positional, from names listed once: a report page builds one per bucket (31 for a month).
+        values: list[Any] = [Decimal(record[name]) if seconds else int(record[name])
+                             for name, seconds in _TOTALS_FIELDS]
+        return cls(*values)
 
     def __add__(self, other: Totals) -> Totals:
         values: dict[str, Any] = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
@@ -86,6 +87,10 @@ class Totals:
         averaged = {f.name: half_up(Decimal(getattr(self, f.name)) / rows) for f in fields(self)}
         values: dict[str, Any] = {name: (value if name in _SECONDS else int(value)) for name, value in averaged.items()}
         return Totals(**values)
+
+
+# Totals' fields in order, each with whether it holds seconds (Decimal) or a count.
+_TOTALS_FIELDS: tuple[tuple[str, bool], ...] = tuple((f.name, f.name in _SECONDS) for f in fields(Totals))
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,19 @@ class AssignmentBook:
         return None
 
 
+def agent_extensions(records: Iterable[Mapping[str, Any]]) -> set[tuple[int, str]]:
+    """The (system id, extension) pairs whose users `RowBuilder.build` names for these details.sql
+    rows: only their assignments need to be read for one page."""
+    pairs: set[tuple[int, str]] = set()
+    for r in records:
+        system_id, chain, caller = r["system_id"], r["chain"], r["caller"]
+        if chain:
+            pairs.update((system_id, ext) for ext in chain)
+        if caller and r["direction"] != "incoming":
+            pairs.add((system_id, caller))
+    return pairs
+
+
 def kind_of(direction: str, status: str) -> CallType:
     """The report's call type: missed, else the direction."""
     if status == "missed":
@@ -251,22 +269,26 @@ class RowBuilder:
     def build(self, r: Mapping[str, Any]) -> CallRow:
         """One CallRow from one row of details.sql."""
         start: datetime = r["start_time"]
-        direction, status, caller = r["direction"], r["status"], r["caller"]
-        agents = self.agents(r["system_id"], direction, caller, list(r["chain"] or ()), start)
-        identities = tuple(IdentityRef(i, n, u) for i, n, u in zip(
-            r["identity_ids"] or (), r["identity_names"] or (), r["identity_urls"] or (), strict=True))
-        system = self.systems.get(r["system_id"])
-        row = CallRow(
-            number=self.next_number, call_id=r["call_id"], system=system.label if system else str(r["system_id"]),
-            start=start.astimezone(self._zone), bucket=bisect.bisect_right(self._starts, start) - 1,
-            kind=kind_of(direction, status), direction=direction, status=status, reason=r["reason"],
-            caller=caller, caller_name=r["caller_name"], callee=r["callee"], external_number=r["external_number"],
-            agents=agents, identities=identities, transfer_count=r["transfer_count"],
-            wait_seconds=r["wait_seconds"], talk_seconds=r["talk_seconds"] if status == "answered" else None,
-            system_name=system.name if system else str(r["system_id"]),
+        system_id, direction, status, caller = r["system_id"], r["direction"], r["status"], r["caller"]
+        chain = r["chain"]
+        if direction != "incoming" and caller and (not chain or caller not in chain):
+            chain = [caller, *(chain or ())]
+        name = self.book.name
+        # dict.fromkeys: each extension once, in order of appearance.
+        agents = tuple([AgentRef(ext, name(system_id, ext, start)) for ext in dict.fromkeys(chain)]) if chain else ()
+        ids = r["identity_ids"]
+        identities = tuple(map(IdentityRef, ids, r["identity_names"], r["identity_urls"])) if ids else ()
+        system = self.systems.get(system_id)
+        number = self.next_number
+        self.next_number = number + 1
+        # Positional: this runs for every row of a page, and keywords cost a third more here.
+        return CallRow(
+            number, r["call_id"], system.label if system else str(system_id), start.astimezone(self._zone),
+            bisect.bisect_right(self._starts, start) - 1, kind_of(direction, status), direction, status,
+            r["reason"], caller, r["caller_name"], r["callee"], r["external_number"], agents, identities,
+            r["transfer_count"], r["wait_seconds"], r["talk_seconds"] if status == "answered" else None,
+            system.name if system else str(system_id),
         )
-        self.next_number += 1
-        return row
 
     async def stream(self, lines: AsyncIterable[list[str]],
                      identities: Mapping[str, Mapping[str, Any]]) -> AsyncIterator[CallRow]:

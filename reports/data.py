@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
@@ -32,6 +33,9 @@ Record = Mapping[str, Any]
 QUERIES = Path(__file__).resolve().parent / "queries"
 # COPY chunks (about 64 KiB each) waiting to be read: bounds memory when the reader is slower.
 COPY_QUEUE = 16
+# Seconds to wait for a spare pooled connection (a parallel export), and what a snapshot id looks like.
+SPARE_WAIT = 0.5
+SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 T = TypeVar("T")
 
 
@@ -49,6 +53,16 @@ async def acquire(source: Connection | Pool) -> AsyncIterator[Connection]:
 def query(name: str) -> str:
     """The text of `reports/queries/<name>.sql`."""
     return (QUERIES / f"{name}.sql").read_text(encoding="utf-8")
+
+
+@cache
+def copy_query(name: str) -> str:
+    """The text of a query run by COPY, without its comment lines.
+
+    COPY takes no parameters, so asyncpg writes their values into the statement's text wherever `$n`
+    appears, in comments too: a value with a line break (a system's title) would end the comment.
+    """
+    return "\n".join(line for line in query(name).splitlines() if not line.lstrip().startswith("--"))
 
 
 @dataclass(frozen=True)
@@ -184,7 +198,7 @@ async def details_stream(conn: Connection, request: ReportRequest, scope: Scope)
 
     async def pump() -> None:
         try:
-            await conn.copy_from_query(query("details_copy"), *_filter_args(request, scope), output=received,
+            await conn.copy_from_query(copy_query("details_copy"), *_filter_args(request, scope), output=received,
                                        format="csv")
         finally:
             with suppress(asyncio.QueueFull):
@@ -221,6 +235,9 @@ class StreamedRows(Generic[T]):
     conn: Connection
     request: ReportRequest
     scope: Scope
+    # Opens another connection to the same database (released on exit): lets a large CSV export be
+    # formatted by several server processes at once (render/csv_parts.py). None: one connection only.
+    spare: Callable[[], AbstractAsyncContextManager[Connection]] | None = None
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self.rows.__aiter__()
@@ -238,9 +255,17 @@ class CsvTexts:
 
 
 async def details_csv(conn: Connection, request: ReportRequest, scope: Scope, texts: CsvTexts,
-                      output: Callable[[bytes], Awaitable[None]]) -> None:
-    """Every detail row as a finished CSV line (details_csv.sql), COPY chunks handed to `output` as they come."""
+                      output: Callable[[bytes], Awaitable[None]], *, part: tuple[datetime, datetime] | None = None,
+                      first_number: int | None = 1) -> None:
+    """Every detail row as a finished CSV line (details_csv.sql), COPY chunks handed to `output` as they come.
+
+    `part` narrows the rows to the calls starting in [start, end) of the period; `first_number` is the
+    number of the first row (None: the row-number cells are left empty).
+    """
     systems = [s.label for s in scope.systems]
+    start, end, *filters = _filter_args(request, scope)
+    if part is not None:
+        start, end = max(start, part[0]), min(end, part[1])
     # The lookups left per call (extensions re-assigned within the period) must use the index: with a
     # few hundred assignments the planner would scan the whole table once per call (8x slower). JIT
     # only adds seconds of compiling here (its estimate is far below the rows read). Local to the
@@ -249,11 +274,64 @@ async def details_csv(conn: Connection, request: ReportRequest, scope: Scope, te
     previous = await conn.fetchrow("SELECT current_setting('enable_seqscan') AS seqscan, current_setting('jit') AS jit")
     await conn.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)")
     await conn.copy_from_query(
-        query("details_csv"), *_filter_args(request, scope), request.timezone, request.first_day, texts.days,
+        copy_query("details_csv"), start, end, *filters, request.timezone, request.first_day, texts.days,
         request.bucket_starts(), texts.bucket_labels, texts.kinds, texts.reason_keys, texts.reasons, systems,
-        output=output, format="csv")
+        None if first_number is None else first_number - 1, output=output, format="csv")
     await conn.execute("SELECT set_config('enable_seqscan', $1, true), set_config('jit', $2, true)",
                        previous["seqscan"], previous["jit"])
+
+
+async def details_span(conn: Connection, request: ReportRequest, scope: Scope) -> tuple[datetime, datetime] | None:
+    """The first and last start time of the period's calls on the report's systems (None: no call)."""
+    start, end = request.utc_range()
+    row = await conn.fetchrow(query("details_span"), start, end, scope.system_ids)
+    return None if row["first"] is None else (row["first"], row["last"])
+
+
+async def export_snapshot(conn: Connection) -> str:
+    """The id of the snapshot of `conn`'s transaction, for `in_snapshot` on other connections."""
+    snapshot: str = await conn.fetchval("SELECT pg_export_snapshot()")
+    return snapshot
+
+
+@asynccontextmanager
+async def in_snapshot(conn: Connection, snapshot: str) -> AsyncIterator[Connection]:
+    """A read-only transaction on `conn` that sees exactly what the exporting transaction sees."""
+    if not SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # SET TRANSACTION SNAPSHOT takes no parameter; the id was checked above.
+        await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        yield conn
+
+
+def spare_connections(source: Connection | Pool,
+                      connect: Callable[[], Awaitable[Connection]] | None
+                      ) -> Callable[[], AbstractAsyncContextManager[Connection]] | None:
+    """How to open another connection beside `source`: `connect` (closed after use), else the pool's own."""
+    if connect is not None:
+        opener = connect
+
+        @asynccontextmanager
+        async def opened() -> AsyncIterator[Connection]:
+            conn = await opener()
+            try:
+                yield conn
+            finally:
+                await conn.close()
+
+        return opened
+    if isinstance(source, asyncpg.Pool):
+        pool = source
+
+        @asynccontextmanager
+        async def borrowed() -> AsyncIterator[Connection]:
+            # A busy pool is not waited for long: the export then uses fewer connections.
+            async with pool.acquire(timeout=SPARE_WAIT) as conn:
+                yield conn
+
+        return borrowed
+    return None
 
 
 async def identities_in_period(conn: Connection, request: ReportRequest, scope: Scope) -> dict[str, Record]:
@@ -273,6 +351,15 @@ async def details_page(
 async def assignments(conn: Connection, system_ids: list[int]) -> list[Record]:
     """Extension assignments (with user names) of the given systems."""
     rows: list[Record] = await conn.fetch(query("assignments"), system_ids)
+    return rows
+
+
+async def assignments_of(conn: Connection, pairs: Iterable[tuple[int, str]]) -> list[Record]:
+    """Extension assignments (with user names) of the given (system id, extension) pairs only."""
+    wanted = list(pairs)
+    if not wanted:
+        return []
+    rows: list[Record] = await conn.fetch(query("assignments_of"), [s for s, _ in wanted], [e for _, e in wanted])
     return rows
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest.errors import InputFileError
+from ingest.testing.trace_stream import FILTERED
 
 DEMO_EPOCH = 1_600_000_000
 ZONE = ZoneInfo("Asia/Tehran")
@@ -38,12 +39,6 @@ MIX: dict[str, int] = {
     "09_attended_transfer": 6, "11_queue_ringall": 6, "12_ring_group": 6, "16_ivr_abandon": 4,
     "local-11_queue_ringall": 5, "local-12_ring_group": 4,
 }
-# What the AMI user of deploy/manager.conf.snippet never receives: its event filters drop these, and
-# its read classes (call, agent, dialplan, system) leave out cdr, cel and security events.
-FILTERED = frozenset({
-    "VarSet", "RTCPSent", "RTCPReceived", "DeviceStateChange", "DialState", "NewConnectedLine", "HangupRequest",
-    "SoftHangupRequest", "Cdr", "CEL", "SuccessfulAuth",
-})
 _ID_KEY = re.compile(r"(?i)(uniqueid|linkedid)$")
 _ID_VALUE = re.compile(r"^(\d+)\.(\d+)$")
 # Working hours of the demo call centre (local time) and the least gap between two calls.

@@ -14,6 +14,10 @@ from reports import calendar as cal
 from reports.calendar import Calendar
 
 PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+# One translate() instead of translate() and replace(): Persian digits and thousands separator (text),
+# and also the decimal separator (numbers).
+PERSIAN_TEXT = str.maketrans({**{str(d): chr(0x6F0 + d) for d in range(10)}, ",": "٬"})
+PERSIAN_NUMBER = str.maketrans({**{str(d): chr(0x6F0 + d) for d in range(10)}, ",": "٬", ".": "٫"})
 
 LABELS: dict[str, dict[str, str]] = {
     "title.details": {"fa": "گزارش {by} جزئیات تماس‌ها", "en": "{by} call details report"},
@@ -132,6 +136,8 @@ def half_up(value: Decimal | float | int, places: int = 0) -> Decimal:
 
 
 _HALF = Decimal("0.5")
+# "00".."59": a table lookup instead of f"{n:02d}", which costs most of a duration's formatting.
+TWO_DIGITS: tuple[str, ...] = tuple(f"{n:02d}" for n in range(60))
 
 
 def duration(seconds: Decimal | float | int | None) -> str:
@@ -141,7 +147,9 @@ def duration(seconds: Decimal | float | int | None) -> str:
     # Half up to the second; int() truncates, which is floor for the non-negative durations here.
     total = int(seconds + _HALF) if isinstance(seconds, Decimal) else int(half_up(seconds))
     hours, rest = divmod(total, 3600)
-    return f"{hours:,}:{rest // 60:02d}:{rest % 60:02d}"
+    minutes, secs = divmod(rest, 60)
+    # Below 1,000 hours there is no thousands separator to write (f"{:,}" is slow too).
+    return f"{hours if -1000 < hours < 1000 else f'{hours:,}'}:{TWO_DIGITS[minutes]}:{TWO_DIGITS[secs]}"
 
 
 class Formatter:
@@ -160,16 +168,14 @@ class Formatter:
     def digits(self, text: object) -> str:
         """Persian digits (and the Persian thousands separator) in Persian output."""
         value = str(text)
-        if not self.rtl:
-            return value
-        return value.translate(PERSIAN_DIGITS).replace(",", "٬")
+        return value.translate(PERSIAN_TEXT) if self.rtl else value
 
     def num(self, value: int | Decimal | None) -> str:
         """An integer or decimal with thousands separators."""
         if value is None:
             return ""
         text = f"{value:,}"
-        return self.digits(text).replace(".", "٫") if self.rtl else text
+        return text.translate(PERSIAN_NUMBER) if self.rtl else text
 
     def duration(self, seconds: Decimal | float | int | None) -> str:
         """H:MM:SS (see `duration`)."""
@@ -181,7 +187,8 @@ class Formatter:
 
     def time(self, moment: datetime) -> str:
         """HH:MM:SS of a local time."""
-        return self.digits(moment.strftime("%H:%M:%S"))
+        # Not strftime: several times slower, for the same text.
+        return self.digits(f"{TWO_DIGITS[moment.hour]}:{TWO_DIGITS[moment.minute]}:{TWO_DIGITS[moment.second]}")
 
     def datetime(self, moment: datetime) -> str:
         """Date and time of a local time."""

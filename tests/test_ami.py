@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import replace
 
 import pytest
 from daemon_kit import TRACES, wait_until
@@ -78,3 +80,39 @@ async def test_watchdog_drops_a_half_open_connection_and_nothing_is_lost() -> No
     # The stalled message was never sent on the dead socket: it came once, on the new one.
     for name in ("Newchannel", "BridgeEnter", "Hangup"):
         assert sum(b.startswith(f"Event: {name}\r") for b in got) == len(trace_events(name))
+
+
+async def test_md5_challenge_login_streams_and_never_sends_the_secret() -> None:
+    got: list[str] = []
+    async with FakeAsterisk([TRACE]) as fake:
+        connection = AmiConnection(replace(system(fake.port), auth="md5"), got.append)
+        await connection.start()
+        await asyncio.wait_for(fake.finished.wait(), 20)
+        await wait_until(lambda: sum(b.startswith("Event: Hangup\r") for b in got) == 2)
+        await connection.close()
+        assert (fake.logins, fake.failed_logins) == (1, 0)
+    assert not connection.stats.login_failed
+    assert [a["Action"] for a in fake.actions[:2]] == ["Challenge", "Login"]
+    login = fake.actions[1]
+    assert login["AuthType"] == "MD5"
+    assert len(login["Key"]) == 32
+    assert all("secret" not in action.values() and "Secret" not in action for action in fake.actions)
+    assert sum(b.startswith("Event: Newchannel\r") for b in got) == len(trace_events("Newchannel"))
+
+
+async def test_md5_login_with_a_wrong_secret_is_one_error(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ingest")
+    got: list[str] = []
+    async with FakeAsterisk([TRACE], secret="other") as fake:
+        connection = AmiConnection(replace(system(fake.port), auth="md5"), got.append, login_backoff=0.3)
+        await connection.start()
+        await wait_until(lambda: fake.failed_logins >= 2)
+        await connection.close()
+        assert fake.logins == 0
+        assert fake.sent == 0
+    assert got == []
+    assert connection.stats.login_failed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "system pbx1" in errors[0]
+    assert "login refused" in errors[0]

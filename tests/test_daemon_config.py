@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ingest.cli import main
@@ -80,3 +81,22 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check-config", str(path)])
     assert result.exit_code == 1
     assert f"{path}:2: not valid TOML" in result.output
+
+
+def test_auth_chooses_plain_or_md5_login(tmp_path: Path) -> None:
+    path = tmp_path / "calltrail.toml"
+    path.write_text(GOOD + 'auth = "md5"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 0, result.output
+    path.write_text(GOOD + 'auth = "sha1"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:13: systems.tehran-main.auth must be one of plain, md5, not 'sha1'" in result.output
+
+
+def test_the_shipped_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLTRAIL_TEHRAN_MAIN_SECRET", "s3cret")
+    example = Path(__file__).parent.parent / "deploy" / "calltrail.toml"
+    result = CliRunner().invoke(main, ["check-config", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "tehran-main" in result.output

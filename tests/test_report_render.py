@@ -13,6 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -20,12 +21,15 @@ import openpyxl
 import pytest
 import pytest_asyncio
 import report_data
+from jinja2 import Environment
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from reports import api, render
-from reports.context import ReportDocument
+from reports.context import ReportDocument, Totals
 from reports.filters import parse_filters
+from reports.render.html import render_html, totals_html
+from reports.text import Formatter, duration, half_up
 
 pytestmark = pytest.mark.asyncio
 
@@ -227,3 +231,75 @@ async def test_large_reports_are_set_by_typst_in_chunks(db: asyncpg.Connection, 
             assert caller in everything
         assert "alert('x')" in everything               # a caller name is text, even in Typst
         assert "Whole period" in pages[-1]
+
+
+@pytest.mark.parametrize("lang", ["fa", "en"])
+async def test_html_in_memory_equals_the_streamed_html(db: asyncpg.Connection, loaded: report_data.Loaded,
+                                                       lang: str) -> None:
+    """`render_html` (the web page, the PDF's source) writes the rows in one piece, the HTML file
+    streams them: the same bytes, for the whole report and for pages of it."""
+    for limit, offset in ((None, 0), (4, 0), (4, 4), (3, 9)):
+        request = parse_filters({**FILTERS, "lang": lang})
+        streamed = await render.to_bytes(await api.produce(db, request, now=NOW, limit=limit, offset=offset), "html")
+        in_memory = await render_html(await api.produce(db, request, now=NOW, limit=limit, offset=offset))
+        assert in_memory.encode("utf-8") == streamed, (limit, offset)
+
+
+TOTALS = [
+    Totals(),
+    Totals(calls=7, incoming=3, incoming_talk=Decimal("195.5"), outgoing=3, outgoing_talk=Decimal(123), missed=1,
+           internal=2, internal_talk=Decimal(10), answered=5, wait_seconds=Decimal("77.7"), transfers=7),
+    Totals(calls=12_345_678, incoming=6_000_000, incoming_talk=Decimal("5623456789.5"), outgoing=4_000_000,
+           outgoing_talk=Decimal("3599.5"), missed=345_678, internal=2_000_000, internal_talk=Decimal(1),
+           answered=11_000_000, wait_seconds=Decimal("99999999.999"), transfers=12_345_679),
+]
+
+
+# The macro details.html used before html.totals_html wrote the totals blocks.
+TOTALS_MACRO = """{% macro totals_block(t, fmt, show_internal) -%}
+<div class="totals">
+  <div><span>{{ fmt.t("t.incoming") }}:</span> {{ fmt.num(t.incoming) }}</div>
+  <div><span>{{ fmt.t("t.outgoing") }}:</span> {{ fmt.num(t.outgoing) }}</div>
+  <div><span>{{ fmt.t("t.missed") }}:</span> {{ fmt.num(t.missed) }}</div>
+  {% if show_internal %}<div><span>{{ fmt.t("t.internal") }}:</span> {{ fmt.num(t.internal) }}</div>{% endif %}
+  <div><span>{{ fmt.t("t.answered") }}:</span> {{ fmt.num(t.answered) }}</div>
+  <div><span>{{ fmt.t("t.incoming_talk") }}:</span> {{ fmt.duration(t.incoming_talk) }}</div>
+  <div><span>{{ fmt.t("t.outgoing_talk") }}:</span> {{ fmt.duration(t.outgoing_talk) }}</div>
+  <div><span>{{ fmt.t("t.avg_incoming_talk") }}:</span> {{ fmt.duration(t.avg_incoming_talk) }}</div>
+  <div><span>{{ fmt.t("t.avg_outgoing_talk") }}:</span> {{ fmt.duration(t.avg_outgoing_talk) }}</div>
+  <div><span>{{ fmt.t("t.avg_wait") }}:</span> {{ fmt.duration(t.avg_wait) }}</div>
+  <div><span>{{ fmt.t("t.avg_transfers") }}:</span> {{ fmt.num(t.avg_transfers) }}</div>
+</div>
+{%- endmacro %}"""
+
+
+@pytest.mark.parametrize("lang", ["fa", "en"])
+async def test_totals_block_written_in_python_equals_the_template_macro(lang: str) -> None:
+    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    macro = env.from_string(TOTALS_MACRO).module.totals_block  # type: ignore[attr-defined]
+    fmt = Formatter(lang, "jalali")
+    for totals in TOTALS:
+        for show_internal in (False, True):
+            assert str(totals_html(totals, fmt, show_internal)) == str(macro(totals, fmt, show_internal))
+
+
+async def test_durations_and_times_are_written_as_before() -> None:
+    """`duration` and `Formatter.time` use digit tables, not format specs: the same text."""
+    def reference(seconds: Decimal | float) -> str:
+        total = int(half_up(seconds))
+        hours, rest = divmod(total, 3600)
+        return f"{hours:,}:{rest // 60:02d}:{rest % 60:02d}"
+
+    values: list[Decimal | float] = [0, 0.5, 1.4999, 59.5, 3599.5, 3600, 86399.9, 3_599_999, 3_600_000, 36_000_059]
+    values += [Decimal("0.5"), Decimal("12.345"), Decimal("3599.4995"), Decimal("3599999.5"), Decimal(7_200_000)]
+    values += [Decimal(n * 7919 % 10**10) / 1000 for n in range(2000)] + [n * 4999.37 for n in range(2000)]
+    for value in values:
+        assert duration(value) == reference(value), value
+    assert duration(None) == ""
+    persian, english = Formatter("fa", "jalali"), Formatter("en", "gregorian")
+    assert persian.duration(Decimal("3600000.4")) == "۱٬۰۰۰:۰۰:۰۰"
+    for hour in range(24):
+        for minute in range(0, 60, 7):
+            moment = datetime(2026, 3, 20, hour, minute, (hour * minute) % 60, tzinfo=UTC)
+            assert english.time(moment) == moment.strftime("%H:%M:%S")
+            assert persian.time(moment) == persian.digits(moment.strftime("%H:%M:%S"))

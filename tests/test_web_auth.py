@@ -3,7 +3,19 @@ against a real PostgreSQL seeded with users of every role."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -11,6 +23,7 @@ import pytest
 import pytest_asyncio
 from test_web_seed import PASSWORD, csrf_of, login, post_login, seeded_database, web_client
 
+from reports.web.ratelimit import LoginRateLimiter
 from reports.web.security import CONTENT_SECURITY_POLICY
 from reports.web.session import COOKIE_NAME
 
@@ -142,6 +155,7 @@ async def test_security_headers_everywhere(client: httpx.AsyncClient) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["referrer-policy"] == "same-origin"
+        assert "connection" not in response.headers  # one process: connections are kept alive
     assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
     assert "unsafe-eval" not in CONTENT_SECURITY_POLICY
     assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
@@ -203,3 +217,149 @@ async def test_disabled_user_loses_session(web_dsn: str) -> None:
                 await conn.execute("UPDATE users SET active = true WHERE username = 'crm'")
     finally:
         await conn.close()
+
+
+async def test_throttle_window_slides(db: asyncpg.Connection) -> None:
+    limiter = LoginRateLimiter(max_failures=5, window_seconds=300)
+    now = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    for _ in range(5):
+        assert await limiter.retry_after(db, "Sara", "10.0.0.1", now) is None
+        await limiter.record_failure(db, "Sara", "10.0.0.1", now)
+        now += timedelta(seconds=10)
+    assert await limiter.retry_after(db, "sara", "10.0.0.9", now) == 250  # user names compare case-insensitively
+    assert await limiter.retry_after(db, "reza", "10.0.0.1", now) == 250  # the address is blocked too
+    assert await limiter.retry_after(db, "reza", "10.0.0.2", now) is None
+    now += timedelta(seconds=251)
+    assert await limiter.retry_after(db, "sara", "10.0.0.1", now) is None
+    await limiter.record_failure(db, "sara", "10.0.0.1", now)
+    await limiter.record_success(db, "sara")
+    assert await limiter.retry_after(db, "sara", "10.0.0.3", now) is None
+    # The address keeps its count (4 of the first 5 are still in the window, and the new one).
+    assert await db.fetchval("SELECT count(*) FROM web_login_failures WHERE key = 'addr:10.0.0.1'") == 5
+    # Recording a failure deletes every failure that has left the window, whatever its key.
+    now += timedelta(seconds=300)
+    await limiter.record_failure(db, "nima", "10.0.0.4", now)
+    assert sorted(await db.fetchval("SELECT array_agg(key) FROM web_login_failures")) == [
+        "addr:10.0.0.4", "user:nima"]
+
+
+async def test_throttle_is_shared_by_two_apps(web_dsn: str) -> None:
+    # Two app instances, each with its own pool, as two worker processes are: the limit holds over both.
+    async with web_client(web_dsn) as first, web_client(web_dsn) as second:
+        for client in (first, second, first, second, second):
+            assert (await post_login(client, "support", "wrong")).status_code == 401
+        assert (await post_login(first, "support")).status_code == 429
+        assert (await post_login(second, "support")).status_code == 429
+
+
+async def test_two_workers_share_sessions_and_throttle(web_dsn: str) -> None:
+    # The real server with two worker processes and no configured secret. One worker at a time is
+    # stopped (SIGSTOP) so the other must answer: a session made by either is good in both, and
+    # failures counted by either block the next attempt in the other.
+    await _forget_failures(web_dsn)
+    output = await asyncio.to_thread(_two_workers, web_dsn)
+    assert "2 workers" in output, output
+    assert "Child process" not in output, output  # no worker died or was restarted meanwhile
+    await _forget_failures(web_dsn)
+
+
+def _two_workers(web_dsn: str) -> str:
+    """Run the two-worker scenario against a real server; returns the server's log."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLTRAIL_WEB_")}
+    env["CALLTRAIL_DSN"] = web_dsn
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "calltrail-report"), "-v", "serve", "--listen",
+             f"127.0.0.1:{port}", "--workers", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_for(base, process, log)
+            workers = _workers(process.pid, 2)
+            # A new connection for every request, so a request goes to whichever worker is running.
+            limits = httpx.Limits(max_keepalive_connections=0)
+            with httpx.Client(base_url=base, limits=limits) as sales, \
+                    httpx.Client(base_url=base, limits=limits) as guesser:
+                with _only(workers[0], workers):
+                    _post_login(sales, "sales", PASSWORD, 303)
+                    _post_login(guesser, "support", "wrong", 401)
+                    _post_login(guesser, "support", "wrong", 401)
+                with _only(workers[1], workers):
+                    page = sales.get("/report")
+                    assert page.status_code == 200  # the other worker's session
+                    # Several workers: every answer closes its connection, so the next request goes to a free worker.
+                    assert page.headers["connection"] == "close"
+                    for _ in range(3):
+                        _post_login(guesser, "support", "wrong", 401)
+                with _only(workers[0], workers):
+                    _post_login(guesser, "support", PASSWORD, 429)
+                with _only(workers[1], workers):
+                    _post_login(guesser, "support", PASSWORD, 429)
+                    assert sales.get("/report").status_code == 200
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+        log.seek(0)
+        return log.read().decode(errors="replace")
+
+
+def _post_login(client: httpx.Client, username: str, password: str, status: int) -> None:
+    token = csrf_of(client.get("/login?next=/report").text)
+    response = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    assert response.status_code == status, response.text
+
+
+def _workers(parent: int, count: int) -> list[int]:
+    """The worker processes of `calltrail-report serve` (uvicorn spawns them; a resource tracker too)."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        found = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if len(found) == count or time.monotonic() > deadline:
+            assert len(found) == count, found
+            return found
+        time.sleep(0.2)
+
+
+@contextmanager
+def _only(running: int, workers: list[int]) -> Iterator[None]:
+    """Stop every worker but `running` for the block (short: uvicorn restarts a worker silent for 5 s)."""
+    stopped = [w for w in workers if w != running]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+
+
+async def _forget_failures(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM web_login_failures")
+    finally:
+        await conn.close()
+
+
+def _wait_for(base: str, process: subprocess.Popen[bytes], log: Any) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).text == "ok":
+                return
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"calltrail-report serve did not start: {log.read().decode(errors='replace')}")
+            time.sleep(0.2)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

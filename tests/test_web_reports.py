@@ -19,6 +19,8 @@ import pytest_asyncio
 from pypdf import PdfReader
 from test_web_seed import csrf_of, login, make_app, seeded_database, web_client
 
+from reports.web import db
+
 pytestmark = pytest.mark.asyncio
 
 CALL = "1710900000.10"
@@ -322,3 +324,43 @@ async def test_database_gone_is_a_clear_page_not_a_500(web_dsn: str) -> None:
         assert response.status_code == 503
         assert "پایگاه داده در دسترس نیست" in response.text
         assert (await client.get("/api/users?q=a")).json()["error"].startswith("پایگاه داده")
+
+
+async def test_a_released_connection_is_as_new(web_dsn: str) -> None:
+    """After every kind of page and download, and after a request that fails inside its transaction,
+    the web pool's one connection has the settings of a new connection, no transaction, no LISTEN
+    and no advisory lock: nothing leaks from one request into the next. (asyncpg's reset query on
+    release is needed: its type introspection inside a report's transaction, with details_csv's
+    transaction-local settings, leaves `jit` off for the session; RESET ALL puts it back.)"""
+    pool = await db.create_pool(web_dsn, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            settings = await conn.fetch("SELECT name, setting FROM pg_settings ORDER BY name")
+        transport = httpx.ASGITransport(app=make_app(pool))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            await login(client, "admin")
+            for path in ("/report", "/totals/number"):
+                for fmt in ("csv", "xlsx", "html"):
+                    response = await post_form(client, path, action="download", format=fmt)
+                    assert response.status_code == 200, (path, fmt)
+                assert (await post_form(client, path)).status_code == 200
+            assert (await post_form(client, "/report", page="3")).status_code == 200
+            assert (await client.get(f"/calls/{CALL}?system=tehran-main")).status_code == 200
+            assert (await post_form(client, "/report", branch="nowhere")).status_code == 400
+        async with pool.acquire() as conn:
+            assert await conn.fetch("SELECT name, setting FROM pg_settings ORDER BY name") == settings
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+            locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            assert await conn.fetchval(locks) == 0
+            # A transaction left open by a failing request is rolled back on release (by asyncpg).
+            with pytest.raises(asyncpg.PostgresError):
+                async with conn.transaction():
+                    await conn.execute("SELECT 1 / 0")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            await conn.execute("BEGIN")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+    finally:
+        await pool.close()

@@ -164,6 +164,8 @@ async def web_client(
     """An HTTP client of a fresh app (fresh throttle) over its own pool on `dsn`."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     try:
+        # The throttle lives in the database: a fresh app starts without the failures of earlier tests.
+        await pool.execute("DELETE FROM web_login_failures")
         app = make_app(pool, **settings)
         transport = httpx.ASGITransport(app=app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:

@@ -1,7 +1,8 @@
-"""The web app's pure parts: throttle, translations, form mapping, redirects, health parsing."""
+"""The web app's pure parts: translations, form mapping, redirects, health parsing."""
 
 from __future__ import annotations
 
+import gc
 import re
 import socket
 from datetime import date
@@ -14,30 +15,12 @@ from reports.cli import main
 from reports.errors import ReportFilterError
 from reports.filters import parse_filters
 from reports.web import forms, i18n
-from reports.web.cli import parse_listen
+from reports.web.cli import GC_YOUNG_THRESHOLD, parse_listen, tune_gc
 from reports.web.ops import parse_health
 from reports.web.pages import safe_next
-from reports.web.ratelimit import LoginRateLimiter
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "reports" / "web" / "templates"
 PERSIAN = re.compile(r"[\u0600-\u06FF]")
-
-
-def test_rate_limiter_window_slides() -> None:
-    now = [1000.0]
-    limiter = LoginRateLimiter(max_failures=5, window_seconds=300, clock=lambda: now[0])
-    for _ in range(5):
-        assert limiter.retry_after("Sara", "10.0.0.1") is None
-        limiter.record_failure("Sara", "10.0.0.1")
-        now[0] += 10
-    assert limiter.retry_after("sara", "10.0.0.9") == 250  # user names compare case-insensitively
-    assert limiter.retry_after("reza", "10.0.0.1") == 250  # the address is blocked too
-    assert limiter.retry_after("reza", "10.0.0.2") is None
-    now[0] += 251
-    assert limiter.retry_after("sara", "10.0.0.1") is None
-    limiter.record_failure("sara", "10.0.0.1")
-    limiter.record_success("sara")
-    assert limiter.retry_after("sara", "10.0.0.3") is None
 
 
 def test_every_text_is_translated() -> None:
@@ -214,3 +197,15 @@ def test_serve_port_in_use_says_so(db_dsn: str, monkeypatch: pytest.MonkeyPatch)
         result = CliRunner().invoke(main, ["serve", "--listen", f"127.0.0.1:{port}"])
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_a_worker_tunes_the_garbage_collector() -> None:
+    """A worker freezes what it built at start and runs young collections less often (cli.tune_gc)."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -3,7 +3,9 @@
 It greets like Asterisk, accepts `Login` (plain or MD5 challenge), answers `Ping`, `Logoff` and
 `CoreShowChannels` (from the channels its replayed events created), and streams the events of
 `ami.log` traces, as recorded or time-compressed (`speed`), at a steady rate (`rate`), or as fast as
-it can. Switches make it misbehave the ways a real network and PBX do:
+it can (`filtered` leaves out what deploy/manager.conf.snippet's event filters drop: the stream a
+production PBX sends). Events go out in batches, one write each. Switches make it misbehave the
+ways a real network and PBX do:
 
 - `drop_after`: after N events, send half of the next message and close the socket;
   `lost_on_drop` events are then skipped (they happened while nobody listened), else the stream
@@ -26,14 +28,16 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.testing.trace_stream import ChannelTracker, TraceStream
+from ingest.testing.trace_stream import FILTERED, NOW, ChannelTracker, TraceStream
 
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+# Events per write when streaming as fast as possible (about 60 KB: one socket buffer's worth).
+BATCH = 128
 GARBAGE = b"\x00\xff\xfe garbage \xc3(\r\nno colon here"
 
 
@@ -50,6 +54,7 @@ class FakeAsterisk:
         rate: float | None = None,
         loops: int = 1,
         restamp: bool = False,
+        filtered: bool = False,
         caller_names: dict[str, str] | None = None,
         drop_after: Sequence[int] = (),
         lost_on_drop: int = 0,
@@ -63,7 +68,10 @@ class FakeAsterisk:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.stream = TraceStream(traces, loops=loops, restamp=restamp, caller_names=caller_names)
+        self.stream = TraceStream(
+            traces, loops=loops, restamp=restamp, caller_names=caller_names,
+            exclude=FILTERED if filtered else frozenset(),
+        )
         self.username, self.secret = username, secret
         self.speed, self.rate = speed, rate
         self.drop_after = sorted(drop_after)
@@ -76,8 +84,8 @@ class FakeAsterisk:
         self.gate.set()
         self.host, self.port = host, port
         self.tracker = ChannelTracker()
-        self._events: Iterator[tuple[float, str]] = self.stream.events()
-        self._pending: tuple[float, str] | None = None
+        self._loop = self._index = 0
+        self._values = self.stream.values(0)
         self._server: asyncio.Server | None = None
         self._sender: asyncio.Task[None] | None = None
         self._stalled: asyncio.StreamWriter | None = None
@@ -94,6 +102,7 @@ class FakeAsterisk:
         self.failed_logins = 0
         self.pings = 0
         self.core_show_channels = 0
+        self.actions: list[dict[str, str]] = []  # the actions received, as parsed (the first 1,000)
         self.finished = asyncio.Event()
 
     async def start(self) -> None:
@@ -143,6 +152,8 @@ class FakeAsterisk:
                 action = dict(
                     line.split(": ", 1) for line in raw.decode("utf-8", "replace").split("\r\n") if ": " in line
                 )
+                if len(self.actions) < 1000:  # a demo may run for days: keep the first ones only
+                    self.actions.append(action)
                 name = action.get("Action", "").lower()
                 action_id = action.get("ActionID", "")
                 if name == "challenge":
@@ -206,34 +217,64 @@ class FakeAsterisk:
             writer.write(data)
             await writer.drain()
 
-    def _next(self) -> tuple[float, str] | None:
-        if self._pending is None:
-            self._pending = next(self._events, None)
-        return self._pending
+    def _more(self) -> bool:
+        return self._loop < self.stream.loops and bool(self.stream.templates)
 
-    def _done(self) -> None:
+    def _advance(self, now: float | None) -> bytes:
+        """Render the next event (stamped `now` when restamping), mark it happened, and return it."""
+        template = self.stream.templates[self._index]
+        data = template.render(self._values)
         # The PBX's channel table follows what happened, sent or lost, never what is still to come.
-        if self._pending is not None:
-            self.tracker.see(self._pending[1], self._pending[0])
-        self._pending = None
+        if template.uniqueid is not None:
+            uniqueid = self._values[template.uniqueid] if isinstance(template.uniqueid, int) else template.uniqueid
+            stamp = now if now is not None else self.stream.stamp(template, self._loop)
+            self.tracker.see(template.name, uniqueid, data, stamp)
+        self._index += 1
+        if self._index == len(self.stream.templates):
+            self._index = 0
+            self._loop += 1
+            stamp_now = self._values[NOW]
+            self._values = self.stream.values(self._loop)
+            self._values[NOW] = stamp_now
+        return data
 
-    async def _pace(self, stamp: float) -> None:
+    def _due(self, limit: int) -> tuple[int, float]:
+        """How many of the next `limit` events are due now, and if none, how long until the first is."""
         now = time.monotonic()
+        templates = self.stream.templates
         if self._started_at is None:
-            self._started_at, self._first_stamp = now, stamp
-        assert self._first_stamp is not None
+            self._started_at = now
+            self._first_stamp = self.stream.stamp(templates[self._index], self._loop)
         if self.rate:
-            due = self._started_at + self.sent / self.rate
-        elif self.speed:
-            due = self._started_at + (stamp - self._first_stamp) / self.speed
-        else:
-            return
-        if due > now:
-            await asyncio.sleep(due - now)
+            due = int((now - self._started_at) * self.rate) + 1 - self.sent
+            return (min(limit, due), 0.0) if due > 0 else (0, self._started_at + self.sent / self.rate - now)
+        if not self.speed:
+            return limit, 0.0
+        assert self._first_stamp is not None
+        count = 0
+        while count < limit:
+            index = self._index + count
+            loop = self._loop + index // len(templates)
+            if loop >= self.stream.loops:
+                break
+            stamp = self.stream.stamp(templates[index % len(templates)], loop)
+            wait = self._started_at + (stamp - self._first_stamp) / self.speed - now
+            if wait > 0:
+                return (count, 0.0) if count else (0, wait)
+            count += 1
+        return count, 0.0
+
+    def _limit(self) -> int:
+        """The most events the next write may hold: it stops short of the next scripted misbehaviour."""
+        limit = 1 if self.split_utf8 or self.garbage_every else BATCH
+        for threshold in (self.drop_after[0] if self.drop_after else None, self.stall_after, self.hold_after):
+            if threshold is not None and threshold > self.sent:
+                limit = min(limit, threshold - self.sent)
+        return limit
 
     async def _send_events(self, writer: asyncio.StreamWriter, lock: asyncio.Lock) -> None:
         try:
-            while (item := self._next()) is not None:
+            while self._more():
                 if writer.is_closing():
                     return  # the client is gone: what is pending goes to the next session
                 if self.hold_after is not None and self.sent >= self.hold_after:
@@ -243,15 +284,14 @@ class FakeAsterisk:
                     async with lock:
                         await writer.drain()
                     await self.gate.wait()
-                stamp, text = item
-                await self._pace(stamp)
-                data = text.encode("utf-8") + b"\r\n\r\n"
+                    continue
                 if self.drop_after and self.sent >= self.drop_after[0]:
                     self.drop_after.pop(0)
+                    data = self.stream.templates[self._index].render(self._values)
                     await self._write(writer, lock, data[: len(data) // 2])
-                    for _ in range(self.lost_on_drop):
-                        self._done()
-                        if self._next() is None:
+                    for _ in range(self.lost_on_drop):  # the half-sent event first
+                        self._advance(None)
+                        if not self._more():
                             break
                     writer.close()
                     return
@@ -260,22 +300,33 @@ class FakeAsterisk:
                     self._stalled = writer
                     await asyncio.sleep(self.stall_seconds)
                     self._stalled = None
-                if self.garbage_every and self.sent and self.sent % self.garbage_every == 0:
-                    self.garbage_sent += 1
-                    # Alternate: garbage as its own "message", or glued in front of a real one.
-                    data = GARBAGE + (b"\r\n\r\n" + data if self.garbage_sent % 2 else data)
+                count, wait = self._due(self._limit())
+                if not count:
+                    await asyncio.sleep(wait)
+                    continue
                 async with lock:
+                    # Rendered and written with no await between: a CoreShowChannels answer never
+                    # lands between events the channel table has already seen.
+                    now = time.time() if self.stream.restamp else None
+                    if now is not None:
+                        self._values[NOW] = b"%.6f" % now
+                    parts = []
+                    for _ in range(count):
+                        parts.append(self._advance(now))
+                        if not self._more():
+                            break
+                    data = b"".join(parts)
+                    if self.garbage_every and self.sent and self.sent % self.garbage_every == 0:
+                        self.garbage_sent += 1
+                        # Alternate: garbage as its own "message", or glued in front of a real one.
+                        data = GARBAGE + (b"\r\n\r\n" + data if self.garbage_sent % 2 else data)
                     if self.split_utf8:
                         await _write_split(writer, data)
                     else:
                         writer.write(data)
-                        if self.speed or self.rate:
-                            await writer.drain()
-                if not (self.speed or self.rate) and self.sent % 64 == 0:
-                    await writer.drain()
-                    await asyncio.sleep(0)  # like Asterisk, answer actions while streaming
-                self._done()
-                self.sent += 1
+                    self.sent += len(parts)
+                    await writer.drain()  # back-pressure: wait while the client reads slower than we write
+                await asyncio.sleep(0)  # like Asterisk, answer actions while streaming
             async with lock:
                 await writer.drain()
             self.finished.set()
@@ -317,12 +368,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=None, help="steady events per second")
     parser.add_argument("--loops", type=int, default=1, help="replay the traces this many times, with fresh ids")
     parser.add_argument("--restamp", action="store_true", help="stamp events with the time they are sent")
+    parser.add_argument(
+        "--filtered", action="store_true",
+        help="leave out the events the event filters of deploy/manager.conf.snippet drop (a production stream)",
+    )
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         fake = FakeAsterisk(
             args.traces, username=args.username, secret=args.secret, speed=args.speed, rate=args.rate,
-            loops=args.loops, restamp=args.restamp, host=args.host, port=args.port,
+            loops=args.loops, restamp=args.restamp, filtered=args.filtered, host=args.host, port=args.port,
         )
         await fake.start()
         print(f"fake Asterisk listening on {args.host}:{fake.port} ({len(fake.stream)} events)", flush=True)

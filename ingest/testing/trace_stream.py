@@ -6,6 +6,10 @@ fresh call identities each time, or the daemon would see the same call N times: 
 offset) and every `Timestamp` shifted by the loop's time offset, or set to the sending time when
 `restamp` is on (a live PBX stamps events as it emits them).
 
+The stream must never be what a benchmark measures, so each message is compiled once into a bytes
+%-format whose slots index one list of values per loop (its ids, formatted once per loop, and the
+timestamps): rendering an event is one `%` and one `itemgetter` call.
+
 `ChannelTracker` follows the channels the stream has created and not yet hung up, so the fake
 server can answer `CoreShowChannels` the way Asterisk does.
 """
@@ -14,15 +18,22 @@ from __future__ import annotations
 
 import math
 import re
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 _ID_KEY = re.compile(r"(?i)(uniqueid|linkedid)$")
 _ID_VALUE = re.compile(r"^(\d+)\.(\d+)$")
 # Offsets a loop adds to an id's sequence part: far above any counter in one recording.
 _SEQUENCE_STRIDE = 1_000_000
+# What the AMI user of deploy/manager.conf.snippet never receives: its event filters drop these, and
+# its read classes (call, agent, dialplan, system) leave out cdr, cel and security events.
+FILTERED = frozenset({
+    "VarSet", "RTCPSent", "RTCPReceived", "DeviceStateChange", "DialState", "NewConnectedLine", "HangupRequest",
+    "SoftHangupRequest", "Cdr", "CEL", "SuccessfulAuth",
+})
+NOW = 0  # the slot of the sending time (restamp), in every loop's values
 
 
 def read_blocks(path: Path) -> list[str]:
@@ -33,45 +44,27 @@ def read_blocks(path: Path) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Template:
-    """One message with its ids and timestamp cut out, ready to render for any loop."""
+class Template:
+    """One message compiled to a bytes %-format (ending in its blank line) and the slots it fills."""
 
     name: str
-    parts: tuple[str, ...]  # literal text around the holes
-    holes: tuple[tuple[str, int, int, float], ...]  # (kind "id"|"ts", epoch, sequence, timestamp)
+    fmt: bytes
+    slots: Callable[[list[bytes]], tuple[bytes, ...]]
+    stamp: float | None  # recorded Timestamp
+    uniqueid: int | str | None  # the channel it is about: a slot, or a value not rewritten
+
+    def render(self, values: list[bytes]) -> bytes:
+        """The message, blank line included, with the ids and times of `values`."""
+        return self.fmt % self.slots(values)
 
 
-def _template(block: str, caller_names: Mapping[str, str]) -> _Template:
-    lines = block.split("\r\n")
-    if caller_names:
-        numbers = {line[len("CallerIDNum: "):] for line in lines if line.startswith("CallerIDNum: ")}
-        for number in numbers & set(caller_names):
-            lines = [
-                f"CallerIDName: {caller_names[number]}"
-                if line in ("CallerIDName: <unknown>", "CallerIDName: ")
-                else line
-                for line in lines
-            ]
-    parts: list[str] = []
-    holes: list[tuple[str, int, int, float]] = []
-    literal: list[str] = []
-    for line in lines:
-        key, sep, value = line.partition(": ")
-        id_match = _ID_VALUE.match(value) if sep and _ID_KEY.search(key) else None
-        if id_match:
-            literal.append(key + sep)
-            parts.append("\r\n".join(literal))
-            literal = [""]
-            holes.append(("id", int(id_match.group(1)), int(id_match.group(2)), 0.0))
-        elif sep and key == "Timestamp":
-            literal.append(key + sep)
-            parts.append("\r\n".join(literal))
-            literal = [""]
-            holes.append(("ts", 0, 0, float(value)))
-        else:
-            literal.append(line)
-    parts.append("\r\n".join(literal))
-    return _Template(lines[0][len("Event: "):], tuple(parts), tuple(holes))
+def _getter(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
+    if not indexes:
+        return lambda values: ()
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda values: (values[index],)
+    return itemgetter(*indexes)
 
 
 class TraceStream:
@@ -84,45 +77,86 @@ class TraceStream:
         loops: int = 1,
         restamp: bool = False,
         caller_names: Mapping[str, str] | None = None,
+        exclude: frozenset[str] = frozenset(),
     ) -> None:
-        self.templates: list[_Template] = []
+        self.loops = loops
+        self.restamp = restamp
+        self._ids: dict[tuple[int, int], int] = {}  # (epoch, sequence) -> slot
+        self._stamps: dict[float, int] = {}  # recorded timestamp -> slot (when not restamped)
+        self.templates: list[Template] = []
         for trace in traces:
             path = trace / "ami.log" if trace.is_dir() else trace
-            self.templates.extend(_template(b, caller_names or {}) for b in read_blocks(path))
-        stamps = [h[3] for t in self.templates for h in t.holes if h[0] == "ts"]
+            for block in read_blocks(path):
+                if block[len("Event: "):].partition("\r\n")[0] not in exclude:
+                    self.templates.append(self._compile(block, caller_names or {}))
+        stamps = [t.stamp for t in self.templates if t.stamp is not None]
         self.first_timestamp = min(stamps) if stamps else 0.0
         # A loop starts one second after the previous one ends, so calls never overlap.
         self.period = math.ceil(max(stamps) - self.first_timestamp) + 1 if stamps else 1
-        self.loops = loops
-        self.restamp = restamp
+
+    def _compile(self, block: str, caller_names: Mapping[str, str]) -> Template:
+        lines = block.split("\r\n")
+        if caller_names:
+            numbers = {line[len("CallerIDNum: "):] for line in lines if line.startswith("CallerIDNum: ")}
+            for number in numbers & set(caller_names):
+                lines = [
+                    f"CallerIDName: {caller_names[number]}"
+                    if line in ("CallerIDName: <unknown>", "CallerIDName: ")
+                    else line
+                    for line in lines
+                ]
+        out: list[str] = []
+        indexes: list[int] = []
+        stamp: float | None = None
+        uniqueid: int | str | None = None
+        for position, line in enumerate(lines):
+            key, sep, value = line.partition(": ")
+            id_match = _ID_VALUE.match(value) if sep and _ID_KEY.search(key) else None
+            if id_match:
+                ident = (int(id_match.group(1)), int(id_match.group(2)))
+                slot = self._ids.setdefault(ident, 1 + len(self._ids) + len(self._stamps))
+                out.append(f"{key}: %b")
+                indexes.append(slot)
+                if key == "Uniqueid" and position:
+                    uniqueid = slot
+            elif sep and key == "Timestamp":
+                stamp = float(value)
+                slot = NOW if self.restamp else self._stamps.setdefault(stamp, 1 + len(self._ids) + len(self._stamps))
+                out.append("Timestamp: %b")
+                indexes.append(slot)
+            else:
+                if key == "Uniqueid" and sep and position:
+                    uniqueid = value
+                out.append(line.replace("%", "%%"))
+        fmt = ("\r\n".join(out) + "\r\n\r\n").encode("utf-8")
+        return Template(lines[0][len("Event: "):], fmt, _getter(indexes), stamp, uniqueid)
 
     def __len__(self) -> int:
         return len(self.templates) * self.loops
 
-    def render(self, template: _Template, loop: int, now: float | None = None) -> str:
-        """The text of `template` for loop number `loop` (0 leaves it as recorded)."""
-        if not template.holes:
-            return template.parts[0]
+    def values(self, loop: int) -> list[bytes]:
+        """The slot values of loop number `loop` (0 keeps the recorded ids); slot NOW is the caller's."""
         shift = loop * self.period
-        out = [template.parts[0]]
-        for (kind, epoch, sequence, stamp), text in zip(template.holes, template.parts[1:], strict=True):
-            if kind == "id":
-                out.append(f"{epoch + shift}.{sequence + loop * _SEQUENCE_STRIDE}" if loop else f"{epoch}.{sequence}")
-            elif now is not None:
-                out.append(f"{now:.6f}")
-            else:
-                out.append(f"{stamp + shift:.6f}")
-            out.append(text)
-        return "".join(out)
+        values = [b""] * (1 + len(self._ids) + len(self._stamps))
+        for (epoch, sequence), slot in self._ids.items():
+            text = f"{epoch + shift}.{sequence + loop * _SEQUENCE_STRIDE}" if loop else f"{epoch}.{sequence}"
+            values[slot] = text.encode()
+        for stamp, slot in self._stamps.items():
+            values[slot] = f"{stamp + shift:.6f}".encode()
+        return values
 
-    def events(self) -> Iterator[tuple[float, str]]:
-        """(recorded time shifted by loop, message text) for every event of every loop."""
+    def stamp(self, template: Template, loop: int) -> float:
+        """The recorded time of `template` shifted to loop `loop` (pacing of time-compressed replays)."""
+        return (self.first_timestamp if template.stamp is None else template.stamp) + loop * self.period
+
+    def messages(self, now: float = 0.0) -> Iterator[bytes]:
+        """Every message of every loop (restamped ones all stamped `now`), blank line included."""
+        stamp = f"{now:.6f}".encode()
         for loop in range(self.loops):
-            shift = loop * self.period
+            values = self.values(loop)
+            values[NOW] = stamp
             for template in self.templates:
-                stamp = next((h[3] for h in template.holes if h[0] == "ts"), self.first_timestamp)
-                now = time.time() if self.restamp else None
-                yield stamp + shift, self.render(template, loop, now)
+                yield template.render(values)
 
 
 _SNAPSHOT_KEYS = (
@@ -132,37 +166,53 @@ _SNAPSHOT_KEYS = (
 
 
 class ChannelTracker:
-    """The channels alive after the events seen so far, as `CoreShowChannels` lists them."""
+    """The channels alive after the events seen so far, as `CoreShowChannels` lists them.
+
+    `see` only files each event's text under its channel (it runs for every event streamed); the
+    texts are parsed when `reply` is asked for, which is rare.
+    """
 
     def __init__(self) -> None:
-        self.channels: dict[str, dict[str, str]] = {}
-        self._created: dict[str, float] = {}
+        self._events: dict[bytes | str, list[bytes]] = {}
+        self._created: dict[bytes | str, float] = {}
 
-    def see(self, text: str, stamp: float) -> None:
-        """Update the channel table with one event."""
-        if "\r\nUniqueid: " not in text:
-            return
-        headers = dict(line.split(": ", 1) for line in text.split("\r\n") if ": " in line)
-        name = headers.get("Event", "")
-        uniqueid = headers.get("Uniqueid", "")
+    def see(self, name: str, uniqueid: bytes | str, message: bytes, stamp: float) -> None:
+        """Update the channel table with one event about channel `uniqueid`."""
         if name == "Hangup":
-            self.channels.pop(uniqueid, None)
-            self._created.pop(uniqueid, None)
+            if self._events.pop(uniqueid, None) is not None:
+                del self._created[uniqueid]
             return
-        channel = self.channels.get(uniqueid)
-        if channel is None:
-            if name != "Newchannel":
-                return
-            channel = self.channels[uniqueid] = {"BridgeId": "", "Application": "", "ApplicationData": ""}
+        events = self._events.get(uniqueid)
+        if events is not None:
+            events.append(message)
+        elif name == "Newchannel":
+            self._events[uniqueid] = [message]
             self._created[uniqueid] = stamp
-        channel.update({k: headers[k] for k in _SNAPSHOT_KEYS if k in headers})
-        if name == "BridgeEnter":
-            channel["BridgeId"] = headers.get("BridgeUniqueid", "")
-        elif name == "BridgeLeave":
-            channel["BridgeId"] = ""
-        elif name == "Newexten":
-            channel["Application"] = headers.get("Application", "")
-            channel["ApplicationData"] = headers.get("AppData", "")
+
+    def _snapshots(self) -> list[tuple[str, dict[str, str], float]]:
+        out = []
+        for uniqueid, messages in self._events.items():
+            channel = {"BridgeId": "", "Application": "", "ApplicationData": ""}
+            for message in messages:
+                lines = message.decode("utf-8").split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines if ": " in line)
+                name = headers.get("Event", "")
+                channel.update({k: headers[k] for k in _SNAPSHOT_KEYS if k in headers})
+                if name == "BridgeEnter":
+                    channel["BridgeId"] = headers.get("BridgeUniqueid", "")
+                elif name == "BridgeLeave":
+                    channel["BridgeId"] = ""
+                elif name == "Newexten":
+                    channel["Application"] = headers.get("Application", "")
+                    channel["ApplicationData"] = headers.get("AppData", "")
+            key = uniqueid.decode() if isinstance(uniqueid, bytes) else uniqueid
+            out.append((key, channel, self._created[uniqueid]))
+        return out
+
+    @property
+    def channels(self) -> dict[str, dict[str, str]]:
+        """Uniqueid -> the channel's CoreShowChannel fields, from the events seen about it."""
+        return {uniqueid: channel for uniqueid, channel, _ in self._snapshots()}
 
     def reply(self, action_id: str, now: float) -> str:
         """The full CoreShowChannels answer (response, one event per channel, completion)."""
@@ -170,13 +220,14 @@ class ChannelTracker:
             f"Response: Success\r\nActionID: {action_id}\r\nEventList: start\r\n"
             "Message: Channels will follow\r\n\r\n"
         ]
-        for uniqueid, channel in self.channels.items():
-            seconds = max(0, int(now - self._created.get(uniqueid, now)))
+        snapshots = self._snapshots()
+        for _, channel, created in snapshots:
+            seconds = max(0, int(now - created))
             duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
             fields = "".join(f"{k}: {v}\r\n" for k, v in channel.items())
             out.append(f"Event: CoreShowChannel\r\nActionID: {action_id}\r\n{fields}Duration: {duration}\r\n\r\n")
         out.append(
             f"Event: CoreShowChannelsComplete\r\nActionID: {action_id}\r\nEventList: Complete\r\n"
-            f"ListItems: {len(self.channels)}\r\n\r\n"
+            f"ListItems: {len(snapshots)}\r\n\r\n"
         )
         return "".join(out)

@@ -3,7 +3,8 @@
 Values use ASCII digits and the report's calendar for dates; durations are H:MM:SS. Cells that a
 spreadsheet would run as formulas are neutralised. A streamed report (`data.StreamedRows`) is written
 by the server itself (details_csv.sql through COPY: 1.6-1.9x the rows/s of formatting here, see
-bench/RESULTS.md); rows already in memory are formatted here, to the same bytes.
+bench/RESULTS.md; a large one over several connections, csv_parts.py); rows already in memory are
+formatted here, to the same bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import BinaryIO
 from reports import calendar as cal
 from reports import data
 from reports.context import ReportDocument, Totals, TotalsDocument
+from reports.render import csv_parts
 from reports.render.cells import detail_titles, identity_text, neutralise, totals_titles
 from reports.text import LABELS, duration
 
@@ -61,12 +63,7 @@ async def _server_rows(document: ReportDocument, source: data.StreamedRows[objec
         reason_keys=[key[len("reason."):] for key in reasons], reasons=[fmt.t(key) for key in reasons],
     )
     sink.flush()
-
-    async def received(chunk: bytes) -> None:
-        # details_csv.sql turns newlines in values into spaces: every LF here ends a record.
-        sink.out.write(chunk.replace(b"\n", b"\r\n"))
-
-    await data.details_csv(source.conn, request, source.scope, texts, received)
+    await csv_parts.write_rows(source, texts, sink.out, document.grand.calls)
 
 
 async def write_details_csv(document: ReportDocument, out: BinaryIO) -> None:

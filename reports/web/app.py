@@ -161,7 +161,7 @@ def create_app(database: str | asyncpg.Pool, settings: WebSettings | None = None
         Mount("/fonts", app=StaticFiles(directory=FONTS_DIR), name="fonts"),
     ]
     middleware = [
-        Middleware(SecurityHeadersMiddleware),
+        Middleware(SecurityHeadersMiddleware, close_connections=settings.close_connections),
         Middleware(
             SessionMiddleware,
             secret_key=settings.secret_key,

@@ -3,7 +3,7 @@
 The session cookie carries only the user name and the log-in time; the user (roles, active) is
 read from the database on every request, so removing a role or disabling a user takes effect at
 once. Failed log-ins say the same thing whether the user exists or not, and are throttled per user
-name and per address (ratelimit.py).
+name and per address (ratelimit.py, in the database, so the limit holds across worker processes).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from reports import users
+from reports.data import Connection
 from reports.users import User
 from reports.web import csrf
 from reports.web.pages import lang, pool, render, safe_next, state
@@ -40,8 +41,11 @@ class ForbiddenError(Exception):
         self.roles = tuple(r for r in users.ROLES if r in allowed)
 
 
-async def current_user(request: Request) -> User | None:
-    """The logged-in, still active user, or None (cached on the request)."""
+async def current_user(request: Request, conn: Connection | None = None) -> User | None:
+    """The logged-in, still active user, or None (cached on the request).
+
+    `conn`: a connection the request already holds (saves taking and resetting another one).
+    """
     if hasattr(request.state, "user"):
         cached: User | None = request.state.user
         return cached
@@ -50,8 +54,11 @@ async def current_user(request: Request) -> User | None:
     login_at = request.session.get("login_at")
     if isinstance(username, str) and isinstance(login_at, (int, float)):
         if time.time() - login_at <= state(request).settings.session_max_age:
-            async with pool(request).acquire() as conn:
+            if conn is not None:
                 user = await users.get_user(conn, username)
+            else:
+                async with pool(request).acquire() as acquired:
+                    user = await users.get_user(acquired, username)
             if user is not None and not user.active:
                 user = None
         if user is None:
@@ -68,10 +75,10 @@ def _end_session(request: Request) -> None:
         request.session["lang"] = chosen
 
 
-async def require(request: Request, roles: Iterable[str]) -> User:
+async def require(request: Request, roles: Iterable[str], conn: Connection | None = None) -> User:
     """The current user when they hold one of `roles`; else LoginRequiredError or ForbiddenError."""
     allowed = tuple(roles)
-    user = await current_user(request)
+    user = await current_user(request, conn)
     if user is None:
         raise LoginRequiredError()
     if not set(allowed).intersection(user.roles):
@@ -115,25 +122,25 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", {**context, "error": "login.missing"}, status_code=400)
     limiter = state(request).limiter
     address = client_address(request)
-    wait = limiter.retry_after(username, address)
-    if wait is not None:
-        minutes = max(1, -(-wait // 60))
-        log.warning("login throttled for user %r from %s (%d s left)", username, address, wait)
-        return render(
-            request,
-            "login.html",
-            {**context, "error": "login.throttled", "minutes": minutes},
-            status_code=429,
-            headers={"Retry-After": str(wait)},
-        )
-    # verify_password runs argon2 in a worker thread: other requests go on meanwhile.
     async with pool(request).acquire() as conn:
+        wait = await limiter.retry_after(conn, username, address)
+        if wait is not None:
+            minutes = max(1, -(-wait // 60))
+            log.warning("login throttled for user %r from %s (%d s left)", username, address, wait)
+            return render(
+                request,
+                "login.html",
+                {**context, "error": "login.throttled", "minutes": minutes},
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
+        # verify_password runs argon2 in a worker thread: other requests go on meanwhile.
         user = await users.verify_password(conn, username, password)
-    if user is None:
-        limiter.record_failure(username, address)
-        log.info("failed login for user %r from %s", username, address)
-        return render(request, "login.html", {**context, "error": "login.failed"}, status_code=401)
-    limiter.record_success(username)
+        if user is None:
+            await limiter.record_failure(conn, username, address)
+            log.info("failed login for user %r from %s", username, address)
+            return render(request, "login.html", {**context, "error": "login.failed"}, status_code=401)
+        await limiter.record_success(conn, username)
     # A new session on log-in (no fixation): only the language survives.
     _end_session(request)
     request.session["user"] = user.username

@@ -96,3 +96,26 @@ async def ingest_status(conn: asyncpg.Connection) -> list[SystemStatus]:
         )
         for r in rows
     ]
+
+
+async def login_wait(conn: asyncpg.Connection, keys: list[str], max_failures: int, window_seconds: float,
+                     now: datetime | None = None) -> float | None:
+    """Seconds until every key in `keys` may try to log in again, or None when all may now."""
+    wait: float | None = await conn.fetchval(sql("login_wait"), keys, max_failures, window_seconds, now)
+    return wait
+
+
+async def record_login_failure(conn: asyncpg.Connection, keys: list[str], window_seconds: float,
+                               now: datetime | None = None) -> None:
+    """One failed log-in for each key; failures older than the window are deleted on the way."""
+    await conn.execute(sql("login_failed"), keys, window_seconds, now)
+
+
+async def forget_login_failures(conn: asyncpg.Connection, key: str) -> None:
+    """Delete the failures counted against `key`."""
+    await conn.execute("DELETE FROM web_login_failures WHERE key = $1", key)
+
+
+async def login_throttle_ready(conn: asyncpg.Connection) -> bool:
+    """True when the database has the login throttle's table (schema version 3 and later)."""
+    return bool(await conn.fetchval("SELECT to_regclass('web_login_failures') IS NOT NULL"))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from reports import calendar as cal
 from reports.errors import ReportFilterError
 from reports.web import i18n
@@ -69,6 +71,22 @@ class FormContext:
     show_sort: bool
     # Year, month and season names of both calendars, for the script that switches calendars.
     calendar_data: dict[str, str] = field(default_factory=dict)
+
+    # Called by the template for every field (as macros they cost more than the rest of the form).
+    def invalid(self, name: str) -> Markup:
+        """The attributes marking field `name` invalid and pointing at its message; empty when valid."""
+        if not self.errors.get(name):
+            return Markup("")
+        return Markup(f' aria-invalid="true" aria-describedby="error-{escape(name)}" class="invalid"')  # noqa: S704
+
+    def field_error(self, name: str) -> Markup:
+        """Field `name`'s error message, or nothing."""
+        message = self.errors.get(name)
+        if not message:
+            return Markup("")
+        return Markup(  # noqa: S704 - both values escaped
+            f'<p class="field-error" id="error-{escape(name)}" role="alert">{escape(message)}</p>'
+        )
 
 
 def default_values(lang: str, today: date) -> dict[str, str]:

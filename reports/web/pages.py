@@ -37,6 +37,8 @@ def make_templates() -> Jinja2Templates:
         loader=jinja2.PackageLoader("reports.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        # The templates ship with the package: no stat() of every template file on every page.
+        auto_reload=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )

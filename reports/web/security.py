@@ -42,10 +42,17 @@ HEADERS: dict[str, str] = {
 
 
 class SecurityHeadersMiddleware:
-    """Adds HEADERS to every HTTP response; no-store on everything but static files."""
+    """Adds HEADERS to every HTTP response; no-store on everything but static files.
 
-    def __init__(self, app: ASGIApp) -> None:
+    With `close_connections` (several worker processes), every response also says
+    `Connection: close`: a kept-alive connection stays with the worker that accepted it, so a
+    busy worker's clients would wait while another worker idles; a new connection per request
+    is accepted by whichever worker is free (on loopback behind the proxy it costs ~0.1 ms).
+    """
+
+    def __init__(self, app: ASGIApp, close_connections: bool = False) -> None:
         self.app = app
+        self.close_connections = close_connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap `send` so the response start carries the headers."""
@@ -65,6 +72,8 @@ class SecurityHeadersMiddleware:
                     headers["Strict-Transport-Security"] = "max-age=31536000"
                 if not static:
                     headers["Cache-Control"] = "no-store"
+                if self.close_connections:
+                    headers["Connection"] = "close"
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

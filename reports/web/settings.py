@@ -33,6 +33,9 @@ class WebSettings:
     pool_max_size: int = 10
     # Report files rendered at once; a big PDF takes a core and over a GiB, so the rest wait their turn.
     download_concurrency: int = 2
+    # Close the connection after every response, so the next request goes to a free worker
+    # (`serve` turns it on when it runs several worker processes).
+    close_connections: bool = False
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reports.data import Connection
 from reports.errors import ReportFilterError, ReportNotFoundError
 from reports.filters import DEFAULT_TIMEZONE, parse_filters
 from reports.users import REPORT_ROLES
@@ -42,21 +44,27 @@ async def _form_page(
     errors: dict[str, str],
     status_code: int = 200,
     output: Any = None,
+    conn: Connection | None = None,
 ) -> Response:
-    branches, systems = await _pickers(request)
+    branches, systems = await _pickers(request, conn)
     form = forms.build_context(kind, values, errors, lang(request), _today(), branches, systems)
     return render(request, "report.html", {"form": form, "output": output}, status_code=status_code)
 
 
-async def _pickers(request: Request) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Branches and systems for the form, read at most every PICKER_TTL seconds (they rarely change)."""
+async def _pickers(request: Request, conn: Connection | None = None
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Branches and systems for the form, read at most every PICKER_TTL seconds (they rarely change).
+
+    `conn`: the request's connection, when it holds one (taking a second could wait for ever on a
+    pool whose connections are all held by requests waiting for a second one).
+    """
     web = state(request)
     cached = web.pickers
     if cached is not None and time.monotonic() - cached[0] < PICKER_TTL:
         return cached[1], cached[2]
-    async with pool(request).acquire() as conn:
-        branches = await db.branches(conn)
-        systems = await db.systems(conn)
+    async with (nullcontext(conn) if conn is not None else pool(request).acquire()) as held:
+        branches = await db.branches(held)
+        systems = await db.systems(held)
     web.pickers = (time.monotonic(), branches, systems)
     return branches, systems
 
@@ -69,31 +77,45 @@ def _page_number(raw: object) -> int:
     return min(max(page, 1), MAX_PAGE)
 
 
+async def _refused(request: Request, kind: str, values: dict[str, str], error: ReportFilterError,
+                   conn: Connection | None = None) -> Response:
+    """The form again, with the bad field's message (HTTP 400)."""
+    name, message = forms.field_error(lang(request), error)
+    log.info("report form refused: %s", error)
+    return await _form_page(request, kind, values, {name: message}, status_code=400, conn=conn)
+
+
 async def _report(request: Request, kind: str) -> Response:
-    user = await require(request, REPORT_ROLES)
-    language = lang(request)
-    if request.method == "GET":
-        return await _form_page(request, kind, forms.default_values(language, _today()), {})
-    form = await request.form()
-    check_csrf(request, form.get("csrf_token"))
-    values = forms.submitted_values(form, language, _today())
-    action = str(form.get("action") or "download")
-    try:
-        report_request = parse_filters(
-            forms.filter_input(values, kind, language, state(request).settings.company_name)
-        )
-        if action == "show":
-            output = await reporting.show(
-                pool(request), report_request, kind, user, _page_number(form.get("page")),
-                state(request).settings.detail_page_size,
+    # The form is read before a database connection is taken: a slow client holds none.
+    form = await request.form() if request.method == "POST" else None
+    # One connection for the user check, the shown report and the form: every connection taken
+    # from the pool is reset when it goes back, a round trip to the database each time.
+    async with pool(request).acquire() as conn:
+        user = await require(request, REPORT_ROLES, conn)
+        language = lang(request)
+        if form is None:
+            return await _form_page(request, kind, forms.default_values(language, _today()), {}, conn=conn)
+        check_csrf(request, form.get("csrf_token"))
+        values = forms.submitted_values(form, language, _today())
+        action = str(form.get("action") or "download")
+        try:
+            report_request = parse_filters(
+                forms.filter_input(values, kind, language, state(request).settings.company_name)
             )
-            return await _form_page(request, kind, values, {}, output=output)
+            if action == "show":
+                output = await reporting.show(
+                    conn, report_request, kind, user, _page_number(form.get("page")),
+                    state(request).settings.detail_page_size,
+                )
+                return await _form_page(request, kind, values, {}, output=output, conn=conn)
+        except ReportFilterError as exc:
+            return await _refused(request, kind, values, exc, conn)
+    # A download waits for its turn (and renders) without holding the connection above.
+    try:
         async with state(request).downloads:
             document = await reporting.download(pool(request), report_request, kind, user)
     except ReportFilterError as exc:
-        name, message = forms.field_error(language, exc)
-        log.info("report form refused: %s", exc)
-        return await _form_page(request, kind, values, {name: message}, status_code=400)
+        return await _refused(request, kind, values, exc)
     return Response(
         document.content,
         media_type=document.media_type,
