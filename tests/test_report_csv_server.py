@@ -175,10 +175,23 @@ async def test_a_line_break_in_a_system_title_stays_a_value(db: asyncpg.Connecti
     await db.execute("UPDATE telephone_systems SET title = E'مرکز\\nSELECT 1; --' WHERE name = 'tehran-main'")
     in_memory = await render.to_bytes(await api.produce(db, parse_filters(FILTERS), now=NOW), "csv")
     streamed = await streamed_csv(db, FILTERS)
-    # The server writes the line break as a space (one record per line); otherwise the same cells.
-    expected = [[cell.replace("\n", " ") for cell in row] for row in csv.reader(io.StringIO(in_memory.decode()))]
-    assert list(csv.reader(io.StringIO(streamed.decode()))) == expected
+    # Both paths write the line break as a space: one record per line, the same bytes.
+    assert streamed == in_memory
     assert "مرکز SELECT 1; --".encode() in streamed
+
+
+async def test_line_breaks_in_outside_values_become_spaces_in_both_paths(db: asyncpg.Connection) -> None:
+    """A caller name or number with CR/LF (from the PBX or the CRM) stays on its call's line, as on the server."""
+    await report_data.load(db)
+    call = await db.fetchval("SELECT id FROM calls ORDER BY start_time, id LIMIT 1")
+    await db.execute("UPDATE calls SET caller_name = E'=Ali\\r\\nReza', callee = E'\\n0912' WHERE id = $1", call)
+    request = {**FILTERS, "from": "1404/11/01", "to": "1405/02/31"}
+    in_memory = await render.to_bytes(await api.produce(db, parse_filters(request), now=NOW), "csv")
+    streamed = await streamed_csv(db, request)
+    assert streamed == in_memory
+    rows = list(csv.reader(io.StringIO(in_memory.decode("utf-8-sig"))))
+    assert len(rows) == in_memory.count(b"\r\n")
+    assert [rows[1][4], rows[1][5]] == ["'=Ali  Reza", " 0912"]
 
 
 @pytest.mark.parametrize("name", ["details_csv", "details_copy"])

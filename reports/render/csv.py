@@ -22,6 +22,14 @@ from reports.render.cells import detail_titles, identity_text, neutralise, total
 from reports.text import LABELS, duration
 
 BOM = "\ufeff"
+# Line breaks in values from outside become spaces, so that one call is one line, as the server's
+# export writes them (details_csv.sql): both paths give the same bytes.
+_ONE_LINE = str.maketrans("\r\n", "  ")
+
+
+def _cell(value: str) -> str:
+    """An outside value as one neutralised line."""
+    return neutralise(value.translate(_ONE_LINE))
 # Lines buffered before each write to the output.
 FLUSH_EVERY = 5000
 
@@ -83,11 +91,11 @@ async def write_details_csv(document: ReportDocument, out: BinaryIO) -> None:
         sink.row([
             str(row.number), cal.format_date(start.date(), calendar),
             f"{start.hour:02d}:{start.minute:02d}:{start.second:02d}",
-            neutralise(row.caller), neutralise(row.caller_name or ""), neutralise(row.callee),
-            neutralise(row.agent_names), neutralise(identity_text(row)), kinds[row.kind],
+            _cell(row.caller), _cell(row.caller_name or ""), _cell(row.callee),
+            _cell(row.agent_names), _cell(identity_text(row)), kinds[row.kind],
             reasons[row.reason] if row.reason else "", str(row.transfer_count),
-            duration(row.wait_seconds), duration(row.talk_seconds), neutralise(row.system),
-            neutralise(row.call_id), labels[row.bucket],
+            duration(row.wait_seconds), duration(row.talk_seconds), _cell(row.system),
+            _cell(row.call_id), labels[row.bucket],
         ])
     sink.flush()
 
