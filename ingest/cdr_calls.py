@@ -17,9 +17,10 @@ followed through Local channel pairs. What CDRs cannot tell, CEL can:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from ingest.cdr_csv import CdrRow, CelRow
 from ingest.channels import PartyRules, dialled_number, parse_channel_name
@@ -63,6 +64,7 @@ class _Leg:
 
 
 _CACHE_LIMIT = 100_000
+_T = TypeVar("_T")
 
 
 def _channel_key(channel: str) -> str:
@@ -83,6 +85,20 @@ def _channel_key(channel: str) -> str:
     return channel[:cut] if cut > slash + 1 else channel
 
 
+class _Memo(dict[str, _T]):
+    """A bounded cache of `compute(key)`: a hit is a plain dict lookup, a miss computes and keeps the value."""
+
+    def __init__(self, compute: Callable[[str], _T]) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: str) -> _T:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        value = self[key] = self.compute(key)
+        return value
+
+
 class CallBuilder:
     """Derives CallRecords for one telephone system; keeps its party rules' caches between calls."""
 
@@ -91,9 +107,9 @@ class CallBuilder:
         self.rules = PartyRules(system)
         # Bounded caches of the per-leg decisions: the same phones, trunks and callers recur all day.
         self._extensions: dict[tuple[str, str, str], str | None] = {}
-        self._numbers: dict[str, str | None] = {}
-        self._names: dict[str, str | None] = {}
-        self._extension_numbers: dict[str, bool] = {}
+        self._numbers: _Memo[str | None] = _Memo(lambda number: normalize_number(number, system))
+        self._names: _Memo[str | None] = _Memo(_caller_name)
+        self._extension_numbers: _Memo[bool] = _Memo(self.rules.is_extension_number)
 
     def extension(self, channel: str, callerid: str = "", accountcode: str = "", context: str = "") -> str | None:
         """The extension `channel` stands for, or None for an outside party (or no channel)."""
@@ -116,33 +132,15 @@ class CallBuilder:
 
     def is_extension_number(self, number: str) -> bool:
         """`PartyRules.is_extension_number`, cached."""
-        try:
-            return self._extension_numbers[number]
-        except KeyError:
-            if len(self._extension_numbers) >= _CACHE_LIMIT:
-                self._extension_numbers.clear()
-            found = self._extension_numbers[number] = self.rules.is_extension_number(number)
-            return found
+        return self._extension_numbers[number]
 
     def normalize(self, number: str) -> str | None:
         """`normalize_number` for this system, cached (a miss costs phonenumbers' validation)."""
-        try:
-            return self._numbers[number]
-        except KeyError:
-            if len(self._numbers) >= _CACHE_LIMIT:
-                self._numbers.clear()
-            found = self._numbers[number] = normalize_number(number, self.system)
-            return found
+        return self._numbers[number]
 
     def caller_name(self, clid: str) -> str | None:
         """The name part of a CDR clid (`"Name" <number>`), cached."""
-        try:
-            return self._names[clid]
-        except KeyError:
-            if len(self._names) >= _CACHE_LIMIT:
-                self._names.clear()
-            found = self._names[clid] = _caller_name(clid)
-            return found
+        return self._names[clid]
 
     def build(self, rows: Sequence[CdrRow], cel: Sequence[CelRow], call_id: str,
               linkedids: tuple[str, ...]) -> CallRecord:

@@ -20,7 +20,7 @@ Decimals otherwise, as asyncpg would expand a float into the Decimal of its bina
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -122,10 +122,15 @@ class BatchRows:
                 seconds_value(talk) if agents else 0, seconds_value(duration) if duration > 0 else 0,
                 record.transfer_count, agents, list(rang), record.recovered, source,
             ))
-            for extension in {*agents, *rang}:
-                known = self.seen.get(extension)
-                self.seen[extension] = (start, start, 1) if known is None else (
-                    min(known[0], start), max(known[1], start), known[2] + 1)
+            count_seen(self.seen, {*agents, *rang}, start)
+
+
+def count_seen(seen: dict[str, tuple[datetime, datetime, int]], extensions: Iterable[str], start: datetime) -> None:
+    """Add a call starting at `start` to each extension's first and last call start and call count."""
+    for extension in extensions:
+        known = seen.get(extension)
+        seen[extension] = (start, start, 1) if known is None else (
+            min(known[0], start), max(known[1], start), known[2] + 1)
 
 
 def _numeric(value: int | Decimal) -> bytes:
@@ -214,10 +219,7 @@ class BinaryBatch:
                 _INT4(4, record.transfer_count), get(chain) or array_field(chain, cache),
                 get(ringing) or array_field(ringing, cache), _TRUE if record.recovered else _FALSE, kind,
             )
-            for extension in {*agents, *rang} if len(agents) + len(rang) > 1 else agents or rang:
-                known = seen.get(extension)
-                seen[extension] = (start, start, 1) if known is None else (
-                    min(known[0], start), max(known[1], start), known[2] + 1)
+            count_seen(seen, {*agents, *rang} if len(agents) + len(rang) > 1 else agents or rang, start)
         calls.append(_TRAILER)
         segments.append(_TRAILER)
         rings.append(_TRAILER)

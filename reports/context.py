@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
@@ -198,6 +198,20 @@ async def sections(document: ReportDocument) -> AsyncIterator[Section]:
     """The rows, each bucket opened before its first row and closed (with its totals) after its last."""
     current: BucketTotals | None = None
     async for row in document.rows:
+        if current is None or row.bucket != current.bucket.index:
+            if current is not None:
+                yield Section("close", current)
+            current = document.buckets[row.bucket]
+            yield Section("open", current)
+        yield Section("row", current, row)
+    if current is not None:
+        yield Section("close", current)
+
+
+def sections_in(document: ReportDocument, rows: Iterable[CallRow]) -> Iterator[Section]:
+    """`sections` over rows already in memory (the same steps, without the event loop)."""
+    current: BucketTotals | None = None
+    for row in rows:
         if current is None or row.bucket != current.bucket.index:
             if current is not None:
                 yield Section("close", current)

@@ -8,7 +8,7 @@ the template runs synchronously: Jinja's async mode costs about three times the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -18,7 +18,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from reports.context import (
-    BucketTotals,
     CallRow,
     ChainDocument,
     ReportDocument,
@@ -26,6 +25,7 @@ from reports.context import (
     Totals,
     TotalsDocument,
     sections,
+    sections_in,
 )
 from reports.render.chart import bar_chart
 from reports.text import PERSIAN_NUMBER, PERSIAN_TEXT, TWO_DIGITS, Formatter, duration
@@ -209,20 +209,6 @@ _env = _environment(enable_async=True)
 _sync_env = _environment(enable_async=False)
 
 
-def _sections_of(document: ReportDocument, rows: Iterable[CallRow]) -> Iterator[Section]:
-    """`reports.context.sections` over rows already in memory."""
-    current: BucketTotals | None = None
-    for row in rows:
-        if current is None or row.bucket != current.bucket.index:
-            if current is not None:
-                yield Section("close", current)
-            current = document.buckets[row.bucket]
-            yield Section("open", current)
-        yield Section("row", current, row)
-    if current is not None:
-        yield Section("close", current)
-
-
 def _context(document: Document, fonts: FontMode) -> tuple[str, dict[str, Any]]:
     common: dict[str, Any] = {
         "document": document, "header": document.header, "fmt": document.fmt,
@@ -252,7 +238,7 @@ def _body(document: ReportDocument, rows: Iterable[CallRow]) -> list[Markup]:
     """The rows table's lines at once: one piece for the template to insert."""
     writer = RowWriter(document.fmt)
     show_internal = document.show_internal
-    lines = "\n".join([writer.section(section, show_internal) for section in _sections_of(document, rows)])
+    lines = "\n".join([writer.section(section, show_internal) for section in sections_in(document, rows)])
     return [Markup(lines)] if lines else []  # noqa: S704 - RowWriter escapes
 
 
