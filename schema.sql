@@ -104,7 +104,7 @@ CREATE INDEX IF NOT EXISTS identity_numbers_number ON identity_numbers (number_e
 -- call's first channel, so storing the same call twice updates it instead of duplicating it.
 CREATE TABLE IF NOT EXISTS calls (
     id                  bigserial PRIMARY KEY,
-    system_id           bigint NOT NULL REFERENCES telephone_systems (id),
+    system_id           bigint NOT NULL,       -- telephone_systems (id): see "Links between the calls tables"
     call_id             text NOT NULL CHECK (call_id <> ''),
     linkedids           text[] NOT NULL DEFAULT '{}',
     direction           text NOT NULL CHECK (direction IN ('incoming', 'outgoing', 'internal')),
@@ -147,7 +147,7 @@ CREATE INDEX IF NOT EXISTS calls_external_number ON calls (external_number, star
 
 -- The transfer chain: one row per turn, in order.
 CREATE TABLE IF NOT EXISTS call_segments (
-    call_pk         bigint NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    call_pk         bigint NOT NULL,           -- calls (id), deleted with it: see "Links between the calls tables"
     seq             integer NOT NULL CHECK (seq >= 1),
     extension       text NOT NULL,
     began_by        text NOT NULL CHECK (began_by IN ('answered', 'queue', 'blind_transfer',
@@ -165,7 +165,7 @@ CREATE INDEX IF NOT EXISTS call_segments_extension ON call_segments (extension);
 
 -- Every extension that rang for a call, and how the ringing ended.
 CREATE TABLE IF NOT EXISTS call_ring_attempts (
-    call_pk         bigint NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    call_pk         bigint NOT NULL,           -- calls (id), deleted with it: see "Links between the calls tables"
     seq             integer NOT NULL CHECK (seq >= 1),
     extension       text NOT NULL,
     start_time      timestamptz NOT NULL,
@@ -175,6 +175,232 @@ CREATE TABLE IF NOT EXISTS call_ring_attempts (
     PRIMARY KEY (call_pk, seq),
     CHECK (end_time IS NULL OR end_time >= start_time)
 );
+
+-- Links between the calls tables ----------------------------------------------------------------
+
+-- calls.system_id -> telephone_systems, call_segments.call_pk and call_ring_attempts.call_pk ->
+-- calls (deleted with their call) were declarative foreign keys up to version 3. PostgreSQL checks
+-- those with a trigger PER ROW (a query and a FOR KEY SHARE lock on the referenced row, written to
+-- the WAL): for the millions of rows of a history import that was over a third of the server's
+-- work. The triggers below keep the same rules with one check PER STATEMENT, over the statement's
+-- transition table (one join), for every writer (the daemon's upserts, the importer's COPYs, and
+-- anything else), and raise foreign_key_violation (23503) as the keys did:
+--  * a segment or ring attempt whose call_pk is not in calls is refused (insert, or update of call_pk);
+--  * deleting calls deletes their segments and ring attempts (ON DELETE CASCADE); TRUNCATE calls
+--    empties them too (the key made it need CASCADE, which did the same); changing calls.id is
+--    refused while details reference it;
+--  * a call whose system_id is not in telephone_systems is refused (insert, or update of system_id);
+--    deleting a telephone system (or changing its id) that calls reference is refused; TRUNCATE
+--    telephone_systems (which its other keys make need CASCADE) empties calls as the key's CASCADE did.
+--
+-- Concurrency (READ COMMITTED, what every Calltrail connection uses). A key check must not let a
+-- concurrent DELETE of the referenced row slip between the check and the commit:
+--  * telephone systems are few: the check on calls locks each referenced system FOR KEY SHARE, once
+--    per system and statement. A concurrent delete of that system waits for the writer's commit and
+--    then sees its calls; a delete that came first makes the writer's lock wait, find the row gone
+--    and raise.
+--  * the details are written for calls their own transaction has just written: the importer COPYs
+--    a batch's calls and details in one transaction, the daemon's statement upserts the call (an
+--    insert, or an update that writes a new row version) in the same statement as its details. A
+--    call row version written by the current transaction cannot be deleted by anyone else before
+--    that transaction ends (a concurrent DELETE waits for it, then re-reads the row and its cascade
+--    query, with a new snapshot, sees the new details). So no lock is taken for those parents
+--    (xmin = this transaction's id), which is what keeps the check at one join. Any other parent
+--    (a call committed before, or written in a subtransaction: a SAVEPOINT has its own xid) is
+--    locked FOR KEY SHARE, once per call and statement, in id order, unless this transaction holds
+--    a lock on calls that excludes writers (`import-cdr --bulk` holds ACCESS EXCLUSIVE); then the
+--    check is repeated with the locks held. That path costs as much as the keys did, or more for
+--    a COPY of millions of details: write details in the transaction that writes their calls.
+--    (xmin is 32 bits: a frozen row whose xmin equals this transaction's id, 2^32 transactions
+--    later, would go unlocked; the race then needs a concurrent delete of that very call.)
+--  Under REPEATABLE READ or SERIALIZABLE, a deleter whose snapshot predates a writer's commit does
+--  not see that writer's new rows (the keys' own checks used a newer "crosscheck" snapshot there and
+--  raised a serialization failure); SERIALIZABLE on both sides still fails one of them. Calltrail's
+--  writers and deleters all run in READ COMMITTED.
+-- A bulk load (ingest/cdr_bulk.py) disables the two detail insert checks and checks the whole load at
+-- the end with one anti-join per table, under its exclusive lock.
+
+CREATE OR REPLACE FUNCTION calls_detail_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER INSERT ... FOR EACH STATEMENT on call_segments and call_ring_attempts.
+DECLARE
+    me xid := pg_current_xact_id()::xid;
+    missing bigint;
+    others bigint;
+BEGIN
+    -- One index probe per new row: a correlated subquery is never turned into a join, so calls is
+    -- never scanned (a join's plan could hash all of calls for every batch: quadratic over an import).
+    SELECT min(p.call_pk) FILTER (WHERE p.writer IS NULL), count(*) FILTER (WHERE p.writer <> me)
+      INTO missing, others
+      FROM (SELECT n.call_pk, (SELECT c.xmin FROM calls c WHERE c.id = n.call_pk) AS writer
+            FROM calls_detail_new n) p;
+    IF missing IS NULL AND others > 0 AND NOT EXISTS (
+            SELECT 1 FROM pg_locks
+            WHERE locktype = 'relation' AND relation = 'calls'::regclass AND pid = pg_backend_pid() AND granted
+              AND mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')) THEN
+        PERFORM 1 FROM calls c WHERE c.id = ANY (ARRAY(SELECT call_pk FROM calls_detail_new)) AND c.xmin <> me
+            ORDER BY c.id FOR KEY SHARE OF c;
+        SELECT min(p.call_pk) INTO missing
+          FROM (SELECT n.call_pk, (SELECT c.id FROM calls c WHERE c.id = n.call_pk) AS found
+                FROM calls_detail_new n) p
+         WHERE p.found IS NULL;
+    END IF;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'insert or update on table "%" violates its link to "calls": call_pk % is not in calls',
+                        TG_TABLE_NAME, missing
+            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME, COLUMN = 'call_pk',
+                  DETAIL = format('Key (call_pk)=(%s) is not present in table "calls".', missing);
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION calls_detail_update_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER UPDATE OF call_pk ... FOR EACH ROW (an upsert never changes call_pk: this never fires for them).
+BEGIN
+    PERFORM 1 FROM calls WHERE id = NEW.call_pk FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "%" violates its link to "calls": call_pk % is not in calls',
+                        TG_TABLE_NAME, NEW.call_pk
+            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME, COLUMN = 'call_pk',
+                  DETAIL = format('Key (call_pk)=(%s) is not present in table "calls".', NEW.call_pk);
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION calls_system_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER INSERT ON calls FOR EACH STATEMENT: lock the systems referenced (once each), or raise.
+DECLARE
+    wanted bigint[];
+    locked bigint[];
+    missing bigint;
+BEGIN
+    SELECT array_agg(system_id) INTO wanted FROM (SELECT DISTINCT system_id FROM calls_system_new) n;
+    SELECT array_agg(id) INTO locked
+      FROM (SELECT id FROM telephone_systems WHERE id = ANY (wanted) ORDER BY id FOR KEY SHARE) s;
+    IF cardinality(wanted) IS DISTINCT FROM cardinality(locked) THEN
+        SELECT min(w) INTO missing FROM unnest(wanted) AS w WHERE w <> ALL (coalesce(locked, '{}'));
+        RAISE EXCEPTION 'insert or update on table "calls" violates its link to "telephone_systems": system_id % is not in telephone_systems',
+                        missing
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'calls', COLUMN = 'system_id',
+                  DETAIL = format('Key (system_id)=(%s) is not present in table "telephone_systems".', missing);
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION calls_key_update_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER UPDATE OF system_id, id ON calls FOR EACH ROW, when one of them changes (upserts change neither).
+BEGIN
+    IF OLD.system_id IS DISTINCT FROM NEW.system_id THEN
+        PERFORM 1 FROM telephone_systems WHERE id = NEW.system_id FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'insert or update on table "calls" violates its link to "telephone_systems": system_id % is not in telephone_systems',
+                            NEW.system_id
+                USING ERRCODE = 'foreign_key_violation', TABLE = 'calls', COLUMN = 'system_id',
+                      DETAIL = format('Key (system_id)=(%s) is not present in table "telephone_systems".', NEW.system_id);
+        END IF;
+    END IF;
+    IF OLD.id IS DISTINCT FROM NEW.id AND (EXISTS (SELECT 1 FROM call_segments WHERE call_pk = OLD.id)
+                                           OR EXISTS (SELECT 1 FROM call_ring_attempts WHERE call_pk = OLD.id)) THEN
+        RAISE EXCEPTION 'update on table "calls" violates the link from its details: id % is still referenced', OLD.id
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'calls', COLUMN = 'id',
+                  DETAIL = format('Key (id)=(%s) is still referenced from table "call_segments" or "call_ring_attempts".', OLD.id);
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION calls_delete_details() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER DELETE ON calls FOR EACH STATEMENT: what ON DELETE CASCADE did, in one statement per table.
+BEGIN
+    -- By the keys' index (= ANY of an array), never a scan of the details, however few calls go.
+    DELETE FROM call_segments WHERE call_pk = ANY (ARRAY(SELECT id FROM calls_deleted));
+    DELETE FROM call_ring_attempts WHERE call_pk = ANY (ARRAY(SELECT id FROM calls_deleted));
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION calls_truncate_details() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER TRUNCATE ON calls. The details may be in the same TRUNCATE (then empty, and still open:
+-- truncating them again here would fail), so only tables that still have rows are truncated.
+BEGIN
+    IF EXISTS (SELECT 1 FROM call_segments) THEN
+        TRUNCATE call_segments;
+    END IF;
+    IF EXISTS (SELECT 1 FROM call_ring_attempts) THEN
+        TRUNCATE call_ring_attempts;
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION telephone_systems_calls_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER DELETE OR UPDATE OF id ON telephone_systems FOR EACH ROW: refused while calls reference the
+-- system (checked after the statement, as NO ACTION did: a statement deleting the calls too passes).
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.id = NEW.id THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM calls WHERE system_id = OLD.id) THEN
+        RAISE EXCEPTION 'update or delete on table "telephone_systems" violates the link from "calls": system % has calls',
+                        OLD.id
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'telephone_systems', COLUMN = 'id',
+                  DETAIL = format('Key (id)=(%s) is still referenced from table "calls".', OLD.id);
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION telephone_systems_truncate_calls() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- AFTER TRUNCATE ON telephone_systems (it needs CASCADE or every referencing table): calls go too.
+BEGIN
+    IF EXISTS (SELECT 1 FROM calls) THEN
+        TRUNCATE calls;
+    END IF;
+    RETURN NULL;
+END $fn$;
+
+-- Created once (guarded, so init stays idempotent). A version 3 database loses its three foreign
+-- keys in the same transaction (whatever their names: they are found by table and column).
+DO $do$
+DECLARE
+    fk record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'calls'::regclass
+                   AND tgname = 'calls_system_check') THEN
+        CREATE TRIGGER calls_system_check AFTER INSERT ON calls
+            REFERENCING NEW TABLE AS calls_system_new
+            FOR EACH STATEMENT EXECUTE FUNCTION calls_system_check();
+        CREATE TRIGGER calls_key_update_check AFTER UPDATE OF system_id, id ON calls
+            FOR EACH ROW WHEN (OLD.system_id IS DISTINCT FROM NEW.system_id OR OLD.id IS DISTINCT FROM NEW.id)
+            EXECUTE FUNCTION calls_key_update_check();
+        CREATE TRIGGER calls_delete_details AFTER DELETE ON calls
+            REFERENCING OLD TABLE AS calls_deleted
+            FOR EACH STATEMENT EXECUTE FUNCTION calls_delete_details();
+        CREATE TRIGGER calls_truncate_details AFTER TRUNCATE ON calls
+            FOR EACH STATEMENT EXECUTE FUNCTION calls_truncate_details();
+        -- Disabled during `import-cdr --bulk` (cdr_bulk.DETAIL_CHECKS), which checks once at the end.
+        CREATE TRIGGER call_segments_call_check AFTER INSERT ON call_segments
+            REFERENCING NEW TABLE AS calls_detail_new
+            FOR EACH STATEMENT EXECUTE FUNCTION calls_detail_check();
+        CREATE TRIGGER call_segments_call_update_check AFTER UPDATE OF call_pk ON call_segments
+            FOR EACH ROW WHEN (OLD.call_pk IS DISTINCT FROM NEW.call_pk)
+            EXECUTE FUNCTION calls_detail_update_check();
+        CREATE TRIGGER call_ring_attempts_call_check AFTER INSERT ON call_ring_attempts
+            REFERENCING NEW TABLE AS calls_detail_new
+            FOR EACH STATEMENT EXECUTE FUNCTION calls_detail_check();
+        CREATE TRIGGER call_ring_attempts_call_update_check AFTER UPDATE OF call_pk ON call_ring_attempts
+            FOR EACH ROW WHEN (OLD.call_pk IS DISTINCT FROM NEW.call_pk)
+            EXECUTE FUNCTION calls_detail_update_check();
+        CREATE TRIGGER telephone_systems_calls_check AFTER DELETE OR UPDATE OF id ON telephone_systems
+            FOR EACH ROW EXECUTE FUNCTION telephone_systems_calls_check();
+        CREATE TRIGGER telephone_systems_truncate_calls AFTER TRUNCATE ON telephone_systems
+            FOR EACH STATEMENT EXECUTE FUNCTION telephone_systems_truncate_calls();
+    END IF;
+    FOR fk IN SELECT conrelid::regclass::text AS table_name, conname FROM pg_constraint
+              WHERE contype = 'f'
+                AND ((conrelid = 'calls'::regclass AND confrelid = 'telephone_systems'::regclass)
+                     OR (conrelid IN ('call_segments'::regclass, 'call_ring_attempts'::regclass)
+                         AND confrelid = 'calls'::regclass))
+    LOOP
+        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', fk.table_name, fk.conname);
+    END LOOP;
+END
+$do$;
 
 -- Ingest bookkeeping ----------------------------------------------------------------------------
 
@@ -325,6 +551,6 @@ END
 $do$;
 
 -- Keep this statement last and its form unchanged: ingest/store.py reads the version from it.
-INSERT INTO schema_version (singleton, version) VALUES (true, 3)
+INSERT INTO schema_version (singleton, version) VALUES (true, 4)
     ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now()
     WHERE schema_version.version < EXCLUDED.version;

@@ -2,15 +2,16 @@
 """Benchmark: `import-cdr` of a synthetic Master.csv (default 2 million rows): rows/s and peak RSS.
 
     .venv/bin/python bench/import.py [--rows N] [--master PATH] [--dsn DSN] [--parse-only] [--import-only]
-                                     [--bulk [--keep-keys]] [--parallel auto|yes|no] [--record]
+                                     [--bulk [--keep-keys]] [--parallel auto|yes|no]
+                                     [--engine auto|compiled|python] [--writers N] [--record]
 
 Without --dsn a throwaway embedded PostgreSQL is started. Reports the whole import (parse, build
 calls, write them) and, separately, parsing and building alone (skipped with --import-only), so the
 two costs can be told apart; each as wall time and CPU time (this process's, the grouping
 process's, the PostgreSQL backend's and the whole server's), because the machine is shared and wall
 time alone says more about the neighbours than about the code. Peak RSS is given per process and
-summed. --bulk imports as `import-cdr --bulk`; --keep-keys keeps the foreign keys during it (to
-measure what their checks cost). --master keeps the generated file (or reuses it) between runs.
+summed. --bulk imports as `import-cdr --bulk`; --keep-keys keeps the detail tables' link checks on during it
+(to measure what they cost). --master keeps the generated file (or reuses it) between runs.
 --record writes the figures to bench/RESULTS.md, under "### Last recorded run" in "## CDR import".
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import itertools
 import os
 import shutil
 import sys
@@ -87,21 +89,46 @@ def parse_only(path: Path) -> tuple[int, int, float, float]:
     return stats.rows_read, calls, time.perf_counter() - started, time.process_time() - cpu
 
 
-async def full_import(dsn: str, path: Path, *, bulk: bool, parallel: bool | None
+def parse_only_compiled(path: Path) -> tuple[int, int, float, float]:
+    """parse_only for the compiled engine: rows read, calls built and encoded, wall and CPU seconds."""
+    from zoneinfo import ZoneInfo
+
+    from ingest import _cdrbuild, _cdrgroup
+    from ingest.cdr_calls import CallBuilder
+    from ingest.cdr_csv import LocalTimes
+
+    stats = cdr_import.ImportStats()
+    started, cpu = time.perf_counter(), time.process_time()
+    zone = ZoneInfo(SYSTEM.timezone)
+    groups = _cdrgroup.Groups(str(path), zone, cdr_import.DEFAULT_WINDOW.total_seconds(), LocalTimes(zone).parse)
+    calls = 0
+    for batch in _cdrbuild.Builder(CallBuilder(SYSTEM)).batches(
+            itertools.chain.from_iterable(groups), cdr_import.FAST_BATCH_CALLS, stats, str(path)):
+        batch.encode(range(calls, calls + batch.count), 1, "cdr")
+        calls += batch.count
+    return groups.rows_read, calls, time.perf_counter() - started, time.process_time() - cpu
+
+
+async def full_import(dsn: str, path: Path, *, bulk: bool, parallel: bool | None, engine: str, writers: int
                       ) -> tuple[cdr_import.ImportStats, float, float, float, float, float]:
     """The real import into a fresh schema: its stats, wall seconds, client CPU, grouping process CPU and
-    server backend CPU seconds, and the whole server's CPU seconds."""
+    server backend CPU seconds (all the import's connections), and the whole server's CPU seconds."""
     conn = await store.connect(dsn)
+    more = []
     try:
         await store.init_schema(conn)
-        backend = conn.get_server_pid()
-        started, cpu, backend_cpu, whole = (time.perf_counter(), time.process_time(), process_cpu(backend),
-                                            server_cpu(backend))
-        stats = await cdr_import.import_cdr(conn, SYSTEM, path, bulk=bulk, parallel=parallel)
+        more = [await store.connect(dsn) for _ in range(writers - 1)]
+        backends = [c.get_server_pid() for c in (conn, *more)]
+        started, cpu, backend_cpu, whole = (time.perf_counter(), time.process_time(),
+                                            sum(process_cpu(b) for b in backends), server_cpu(backends[0]))
+        stats = await cdr_import.import_cdr(conn, SYSTEM, path, bulk=bulk, parallel=parallel, engine=engine,
+                                            more=more)
         seconds = time.perf_counter() - started
         return (stats, seconds, time.process_time() - cpu, stats.helper_cpu_seconds,
-                process_cpu(backend) - backend_cpu, server_cpu(backend) - whole)
+                sum(process_cpu(b) for b in backends) - backend_cpu, server_cpu(backends[0]) - whole)
     finally:
+        for extra in more:
+            await extra.close()
         await conn.close()
 
 
@@ -146,9 +173,13 @@ def main() -> None:
                         help="skip the floors (csv.reader alone, parse without the database)")
     parser.add_argument("--bulk", action="store_true", help="import with --bulk (upkeep once at the end)")
     parser.add_argument("--keep-keys", action="store_true",
-                        help="with --bulk, keep the foreign keys (to measure what their checks cost)")
+                        help="with --bulk, keep the detail tables' link checks on (to measure what they cost)")
     parser.add_argument("--parallel", choices=("auto", "yes", "no"), default="auto",
                         help="group rows in a second process (auto: for files of 16 MiB or more)")
+    parser.add_argument("--engine", choices=("auto", "compiled", "python"), default="auto",
+                        help="the importer's engine, as import-cdr --engine (auto: compiled when built)")
+    parser.add_argument("--writers", type=int, default=2,
+                        help="connections the compiled engine writes over, as import-cdr --writers (default 2)")
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="calltrail-bench-import-"))
@@ -172,10 +203,15 @@ def main() -> None:
                           f"({rows} rows, {calls} calls; {parse_seconds:.1f} s wall, {parse_cpu:.1f} s CPU), "
                           f"peak RSS {parse_rss:.0f} MiB")
             print(f"parse+build only: {parse_line}")
+            rows, calls, parse_seconds, parse_cpu = parse_only_compiled(master)
+            compiled_line = (f"{rows / parse_seconds:,.0f} rows/s wall, {rows / parse_cpu:,.0f} rows/s of CPU "
+                             f"({rows} rows, {calls} calls; {parse_seconds:.1f} s wall, {parse_cpu:.1f} s CPU)")
+            parse_line += f"; compiled engine (read, group, build, encode): {compiled_line}"
+            print(f"compiled parse+build+encode only: {compiled_line}")
         print(f"{master} ({size_mib:.0f} MiB)")
         if args.parse_only:
             return
-        cdr_bulk.DROP_FOREIGN_KEYS = not args.keep_keys
+        cdr_bulk.DISABLE_DETAIL_CHECKS = not args.keep_keys
         dsn = args.dsn
         if dsn is None:
             target = pg.start_embedded(work / "pg")
@@ -183,13 +219,14 @@ def main() -> None:
         try:
             parallel = None if args.parallel == "auto" else args.parallel == "yes"
             stats, seconds, client_cpu, group_cpu, backend_cpu, whole_cpu = asyncio.run(
-                full_import(dsn, master, bulk=args.bulk, parallel=parallel))
+                full_import(dsn, master, bulk=args.bulk, parallel=parallel, engine=args.engine,
+                            writers=args.writers))
         finally:
             if args.dsn is None:
                 pg.stop_embedded(work / "pg")
         rss = peak_rss_mib()
         child_rss = stats.helper_peak_rss_mib
-        mode = ("bulk, foreign keys kept" if args.keep_keys else "bulk") if args.bulk else "normal"
+        mode = ("bulk, link checks kept" if args.keep_keys else "bulk") if args.bulk else "normal"
         conditions = (f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; a 10-million-step "
                       f"Python loop took {calibration:.2f} s before and {calibration_seconds():.2f} s after "
                       "(about 0.5 s on an idle core)")
@@ -197,7 +234,8 @@ def main() -> None:
         line = (f"full import: {stats.rows_read / seconds:,.0f} rows/s wall, "
                 f"{stats.calls_stored / seconds:,.0f} calls/s "
                 f"({stats.rows_read} rows, {stats.calls_stored} calls, {stats.rows_skipped} rows skipped) in "
-                f"{seconds:.1f} s ({mode}, parallel {args.parallel}); CPU: importer "
+                f"{seconds:.1f} s ({mode}, engine {args.engine}, {args.writers} writers, parallel {args.parallel}); "
+                f"CPU: importer "
                 f"{client_cpu:.1f} s ({stats.rows_read / client_cpu:,.0f} rows/s of CPU), grouping process "
                 f"{group_cpu:.1f} s, PostgreSQL backend {backend_cpu:.1f} s ({stats.rows_read / backend_cpu:,.0f} "
                 f"rows/s of CPU), whole PostgreSQL server {whole_cpu:.1f} s, all "

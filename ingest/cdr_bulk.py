@@ -1,22 +1,24 @@
 """`import-cdr --bulk`: a whole history load in one transaction, with the calls tables' upkeep set aside.
 
 Storing a call costs the server more in upkeep than in the rows themselves: every calls row
-enters five secondary indexes (two of them GIN), every segment and ring attempt has its foreign
-key checked by a trigger, one lookup each, and every batch folds into the report rollup. For a
-new installation loading months of history at once, doing that upkeep once at the end is
-cheaper: here the secondary indexes of calls, call_segments and call_ring_attempts and the
-detail tables' foreign keys to calls are dropped, the rollup's insert trigger is disabled, and
-at the end the indexes are built again in one pass each, the foreign keys added back (checked
-by one join each) and the system's rollup recomputed from its calls.
+enters five secondary indexes (two of them GIN), every statement writing segments and ring attempts
+checks their calls exist (a statement trigger, one join: schema.sql, "Links between the calls
+tables"), and every batch folds into the report rollup. For a new installation loading months of
+history at once, doing that upkeep once at the end is cheaper: here the secondary indexes of calls,
+call_segments and call_ring_attempts are dropped, the detail tables' link checks and the rollup's
+insert trigger are disabled, and at the end the indexes are built again in one pass each, every
+segment and ring attempt is checked against calls (one anti-join per table: a detail without its
+call fails the whole load) and the system's rollup recomputed from its calls.
 
 All of it in ONE transaction holding an exclusive lock on the three tables. That is what makes it
 safe: DDL is transactional in PostgreSQL, so an error or a crash rolls everything back (indexes,
-keys, trigger, and the calls loaded: nothing is half done), and no one else can write or read the
+triggers, and the calls loaded: nothing is half done), and no one else can write or read the
 tables meanwhile, so the daemon's calls can neither miss an index nor the rollup: its writes wait
 until the import commits (it keeps its journal and its queue), and so do reports. The unique keys
 (calls' (system_id, call_id), the detail tables' primary keys) stay, so the daemon's ON CONFLICT
-upserts and this import's own idempotence work as always. Dropping indexes and keys needs the
-database user that owns the tables (not a superuser); the measured gains are in bench/RESULTS.md.
+upserts and this import's own idempotence work as always. Dropping indexes and disabling triggers
+needs the database user that owns the tables (not a superuser); the measured gains are in
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ log = logging.getLogger(__name__)
 
 TABLES = ("calls", "call_segments", "call_ring_attempts")
 ROLLUP_TRIGGER = "report_rollup_insert"
+# The detail tables' statement triggers checking that each row's call exists (schema.sql).
+DETAIL_CHECKS = (("call_segments", "call_segments_call_check"), ("call_ring_attempts", "call_ring_attempts_call_check"))
 # How long to wait for a report or the daemon to finish with the tables before giving up.
 LOCK_WAIT = "15s"
-# bench/import.py --keep-keys turns this off to measure what the foreign-key checks cost.
-DROP_FOREIGN_KEYS = True
+# bench/import.py --keep-keys turns this off (the checks then run per statement, as outside --bulk)
+# to measure what they cost.
+DISABLE_DETAIL_CHECKS = True
 _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
 
@@ -50,8 +55,9 @@ class BulkLoad:
 
     transaction: Transaction
     indexes: list[tuple[str, str]] = field(default_factory=list)  # name, CREATE INDEX statement
-    foreign_keys: list[tuple[str, str, str]] = field(default_factory=list)  # table, name, definition
+    detail_checks: list[tuple[str, str]] = field(default_factory=list)  # table, trigger disabled
     rollup_trigger: bool = False
+    ended: bool = False  # committed or rolled back (by `finish`, whose caller may still call `abort`)
 
 
 async def begin(conn: asyncpg.Connection) -> BulkLoad:
@@ -71,19 +77,18 @@ async def begin(conn: asyncpg.Connection) -> BulkLoad:
                  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
                ORDER BY 1""", list(TABLES))
         load.indexes = [(r["name"], r["definition"]) for r in rows]
-        rows = await conn.fetch(
-            """SELECT conrelid::regclass::text AS table_name, conname, pg_get_constraintdef(oid) AS definition
-               FROM pg_constraint
-               WHERE contype = 'f' AND confrelid = 'calls'::regclass AND conrelid = ANY($1::regclass[])
-               ORDER BY 1, 2""", list(TABLES))
-        load.foreign_keys = [(r["table_name"], r["conname"], r["definition"]) for r in rows if DROP_FOREIGN_KEYS]
+        if DISABLE_DETAIL_CHECKS:
+            for table, trigger in DETAIL_CHECKS:
+                if await conn.fetchval("SELECT true FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2"
+                                       " AND tgenabled <> 'D'", table, trigger):
+                    load.detail_checks.append((table, trigger))
         load.rollup_trigger = bool(await conn.fetchval(
             "SELECT true FROM pg_trigger WHERE tgrelid = 'calls'::regclass AND tgname = $1 AND tgenabled <> 'D'",
             ROLLUP_TRIGGER))
         for name, _ in load.indexes:
             await conn.execute(f"DROP INDEX {name}")
-        for table, name, _ in load.foreign_keys:
-            await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        for table, trigger in load.detail_checks:
+            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
         if load.rollup_trigger:
             await conn.execute(f"ALTER TABLE calls DISABLE TRIGGER {ROLLUP_TRIGGER}")
     except Exception as exc:
@@ -95,29 +100,44 @@ async def begin(conn: asyncpg.Connection) -> BulkLoad:
         if state == _INSUFFICIENT_PRIVILEGE:
             raise DatabaseError(f"--bulk needs the database user that owns the calls tables: {exc}") from exc
         raise
-    log.info("bulk load: %d indexes and %d foreign keys set aside until the end", len(load.indexes),
-             len(load.foreign_keys))
+    log.info("bulk load: %d indexes and %d link checks set aside until the end", len(load.indexes),
+             len(load.detail_checks))
     return load
 
 
 async def finish(conn: asyncpg.Connection, load: BulkLoad, system_id: int) -> None:
-    """Put the upkeep back (indexes, foreign keys, rollup) and commit the load."""
+    """Put the upkeep back (indexes, link checks, rollup) and commit the load.
+
+    A segment or ring attempt without its call (which the disabled checks would have refused) rolls
+    the whole load back with a DatabaseError.
+    """
     started = time.perf_counter()
     try:
         for _, definition in load.indexes:
             await conn.execute(definition)
-        for table, name, definition in load.foreign_keys:
-            await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        for table, trigger in load.detail_checks:
+            await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+            # The whole table, as validating a foreign key did (one anti-join; no one else can write it).
+            orphan = await conn.fetchval(
+                f"SELECT d.call_pk FROM {table} d WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.id = d.call_pk)"
+                " LIMIT 1")
+            if orphan is not None:
+                raise DatabaseError(f"--bulk: {table} has rows for call_pk {orphan}, which is not in calls; "
+                                    "the whole load was rolled back")
         if load.rollup_trigger:
             await conn.execute(f"ALTER TABLE calls ENABLE TRIGGER {ROLLUP_TRIGGER}")
             await conn.execute("SELECT report_rollup_rebuild($1)", system_id)
     except BaseException:
+        load.ended = True
         await load.transaction.rollback()
         raise
+    load.ended = True
     await load.transaction.commit()
-    log.info("bulk load: indexes, foreign keys and rollup restored in %.1f s", time.perf_counter() - started)
+    log.info("bulk load: indexes, link checks and rollup restored in %.1f s", time.perf_counter() - started)
 
 
 async def abort(load: BulkLoad) -> None:
-    """Roll the whole load back (indexes, keys and trigger come back as they were)."""
-    await load.transaction.rollback()
+    """Roll the whole load back (indexes and triggers come back as they were); nothing once `finish` ended it."""
+    if not load.ended:
+        load.ended = True
+        await load.transaction.rollback()

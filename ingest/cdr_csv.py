@@ -175,7 +175,10 @@ def _columns(first: list[str], path: str) -> tuple[tuple[str, ...], bool]:
 def read_cdr(lines: Iterable[str], path: str, times: LocalTimes) -> Iterator[CdrRow | RowError]:
     """CDR rows of a Master.csv; unusable lines come as RowError (counted, not fatal)."""
     reader = csv.reader(lines)
-    first = next(reader, None)
+    try:
+        first = next(reader, None)
+    except csv.Error as exc:  # a runaway quoted field, say
+        raise InputFileError(f"unreadable CSV: {exc}", path=path, line=1) from exc
     if first is None:
         return
     names, has_header = _columns(first, path)
@@ -188,8 +191,12 @@ def read_cdr(lines: Iterable[str], path: str, times: LocalTimes) -> Iterator[Cdr
     pick = itemgetter(*(index.get(n, width) for n in CDR_COLUMNS))
     if not has_header:
         yield _row(first, 1, width, pick, times)
-    for number, cells in enumerate(reader, start=2):
-        yield _row(cells, number, width, pick, times)
+    number = 1
+    try:
+        for number, cells in enumerate(reader, start=2):
+            yield _row(cells, number, width, pick, times)
+    except csv.Error as exc:
+        raise InputFileError(f"unreadable CSV: {exc}", path=path, line=number + 1) from exc
 
 
 def _row(cells: list[str], line: int, width: int, pick: Callable[[list[str]], tuple[str, ...]],
@@ -224,8 +231,13 @@ def _row(cells: list[str], line: int, width: int, pick: Callable[[list[str]], tu
             answer_time = end_time
     # Positional: keyword arguments cost measurably at millions of rows.
     return CdrRow(line, src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata, start_time, answer_time,
-                  end_time, int(billsec) if billsec.isdigit() else 0, disposition.upper(), uniqueid, linkedid,
+                  end_time, _billsec(billsec), disposition.upper(), uniqueid, linkedid,
                   accountcode)
+
+
+def _billsec(text: str) -> int:
+    """The billed seconds: up to 18 ASCII digits (no other digit forms, no absurd lengths), else 0."""
+    return int(text) if len(text) <= 18 and text.isascii() and text.isdigit() else 0
 
 
 def read_cel(lines: Iterable[str], path: str, times: LocalTimes) -> Iterator[CelRow]:

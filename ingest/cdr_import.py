@@ -22,7 +22,7 @@ import itertools
 import logging
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = timedelta(hours=3)
 BATCH_CALLS = 2000
+# The compiled engine's batches: fewer per-transaction costs on the server (bench/RESULTS.md). A multiple
+# of BATCH_CALLS: extensions are registered per BATCH_CALLS calls, as the Python engine does.
+FAST_BATCH_CALLS = 3 * BATCH_CALLS
 _HEX = frozenset("0123456789abcdefABCDEF")
 _SLACK = timedelta(seconds=1)
 _UNIQUEID = re.compile(r"^(.*)\.(\d+)$")
@@ -382,20 +385,40 @@ def open_text(path: Path) -> TextIO:
 async def import_cdr(
     conn: asyncpg.Connection, system: SystemConfig, cdr_path: Path, *, cel_path: Path | None = None,
     window: timedelta = DEFAULT_WINDOW, replace: bool = False, progress: Callable[[int], None] | None = None,
-    bulk: bool = False, parallel: bool | None = None,
+    bulk: bool = False, parallel: bool | None = None, engine: str = "auto",
+    more: Sequence[asyncpg.Connection] = (),
 ) -> ImportStats:
     """Import one Master.csv (and its CEL file) for `system`; safe to run again (adds nothing).
 
-    `bulk`: one transaction with the tables' upkeep done once at the end (cdr_bulk). `parallel`:
-    group the rows in a second process (cdr_parallel); by default for large files without CEL.
+    `engine`: "compiled" (cdr_fast: the Cython reader and builder), "python" (this module), or "auto":
+    compiled when it is built and neither a CEL file nor `replace` is given. `more`: further connections
+    to the same database; the compiled engine writes batches over all of them at once (not with `bulk`).
+    `bulk`: one transaction with the tables' upkeep done once at the end (cdr_bulk). `parallel`
+    (Python engine): group the rows in a second process (cdr_parallel); by default for large files.
     """
-    from ingest import cdr_bulk, cdr_parallel, store
+    from ingest import cdr_bulk, cdr_fast, cdr_parallel, store
 
-    if parallel is None:
-        size = (await asyncio.to_thread(cdr_path.stat)).st_size
-        parallel = cel_path is None and size >= cdr_parallel.MIN_PARALLEL_BYTES
-    elif parallel and cel_path is not None:
-        raise ConfigError("a CEL file is read in one process: import it without parallel grouping")
+    if engine not in ("auto", "compiled", "python"):
+        raise ConfigError(f"engine: {engine!r} is not one of auto, compiled, python")
+    if engine == "compiled":
+        if cel_path is not None or replace or parallel:
+            raise ConfigError("the compiled importer reads no CEL file, does not --replace and needs no grouping "
+                              "process: use --engine python")
+        cdr_fast.require()
+    # An explicit `parallel` asks for the Python engine's grouping process.
+    compiled = engine == "compiled" or (engine == "auto" and cel_path is None and not replace and not parallel
+                                        and cdr_fast.available())
+    if compiled:
+        parallel = False
+    else:
+        if engine == "auto" and cel_path is None and not replace and not parallel:
+            log.info("the compiled CDR importer is not built (reinstall with a C compiler: `pip install -e .`); "
+                     "using the Python engine, about five times slower")
+        if parallel is None:
+            size = (await asyncio.to_thread(cdr_path.stat)).st_size
+            parallel = cel_path is None and size >= cdr_parallel.MIN_PARALLEL_BYTES
+        elif parallel and cel_path is not None:
+            raise ConfigError("a CEL file is read in one process: import it without parallel grouping")
     system_id = await store.ensure_system(conn, system)
     run_id = await conn.fetchval("INSERT INTO import_runs (system_id, source_file) VALUES ($1, $2) RETURNING id",
                                  system_id, str(cdr_path))
@@ -404,36 +427,13 @@ async def import_cdr(
     load = await cdr_bulk.begin(conn) if bulk else None
     deferred: list[cdr_store.Seen] | None = [] if bulk else None
     try:
-        with open_text(cdr_path) as cdr_file, (open_text(cel_path) if cel_path is not None else nullcontext()) as cel:
-            if parallel:
-                batches = cdr_parallel.parallel_calls(cdr_path, system, stats, window=window,
-                                                      batch_size=BATCH_CALLS, progress=progress)
-            else:
-                batches = produce_calls(
-                    count_lines(cdr_file, progress), str(cdr_path), system, stats,
-                    cel_lines=iter(cel) if cel is not None else None, cel_path=str(cel_path or ""), window=window,
-                )
-            writing: asyncio.Task[None] | None = None
-            try:
-                while True:
-                    # Parse the next batch in a thread while the previous one is being written.
-                    batch = await asyncio.to_thread(next, batches, None)
-                    if writing is not None:
-                        await writing
-                    if batch is None:
-                        break
-                    writing = asyncio.create_task(_write(conn, system_id, batch, stats, replace, deferred))
-            finally:
-                if writing is not None and not writing.done():
-                    writing.cancel()
-                    await asyncio.gather(writing, return_exceptions=True)
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    # Ends the grouping process when the import failed half way. Not while a thread
-                    # is still inside the generator (cancelled by Ctrl-C): the daemonic process then
-                    # ends with this one.
-                    with suppress(ValueError):
-                        close()
+        if compiled:
+            await cdr_fast.import_file([conn] if bulk else [conn, *more], system, system_id, cdr_path, stats,
+                                       window=window, batch_size=FAST_BATCH_CALLS, seen_every=BATCH_CALLS,
+                                       progress=progress, deferred=deferred)
+        else:
+            await _import_python(conn, system, system_id, cdr_path, cel_path, stats, window=window, replace=replace,
+                                 progress=progress, parallel=parallel, deferred=deferred)
         if load is not None:
             await cdr_store.register_unmapped(conn, system_id, deferred or [])
             await cdr_bulk.finish(conn, load, system_id)
@@ -450,6 +450,45 @@ async def import_cdr(
         log.info("the grouping process used %.1f s of CPU and at most %.0f MiB", stats.helper_cpu_seconds,
                  stats.helper_peak_rss_mib)
     return stats
+
+
+async def _import_python(conn: asyncpg.Connection, system: SystemConfig, system_id: int, cdr_path: Path,
+                         cel_path: Path | None, stats: ImportStats, *, window: timedelta, replace: bool,
+                         progress: Callable[[int], None] | None, parallel: bool,
+                         deferred: list[cdr_store.Seen] | None) -> None:
+    """The Python engine: rows grouped here (or in a grouping process), calls built and written batch by batch."""
+    from ingest import cdr_parallel
+
+    with open_text(cdr_path) as cdr_file, (open_text(cel_path) if cel_path is not None else nullcontext()) as cel:
+        if parallel:
+            batches = cdr_parallel.parallel_calls(cdr_path, system, stats, window=window,
+                                                  batch_size=BATCH_CALLS, progress=progress)
+        else:
+            batches = produce_calls(
+                count_lines(cdr_file, progress), str(cdr_path), system, stats,
+                cel_lines=iter(cel) if cel is not None else None, cel_path=str(cel_path or ""), window=window,
+            )
+        writing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                # Parse the next batch in a thread while the previous one is being written.
+                batch = await asyncio.to_thread(next, batches, None)
+                if writing is not None:
+                    await writing
+                if batch is None:
+                    break
+                writing = asyncio.create_task(_write(conn, system_id, batch, stats, replace, deferred))
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+            close = getattr(batches, "close", None)
+            if close is not None:
+                # Ends the grouping process when the import failed half way. Not while a thread
+                # is still inside the generator (cancelled by Ctrl-C): the daemonic process then
+                # ends with this one.
+                with suppress(ValueError):
+                    close()
 
 
 async def _write(conn: asyncpg.Connection, system_id: int, batch: list[CallRecord], stats: ImportStats,

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest import store
 from ingest.records import CallRecord
@@ -294,13 +294,8 @@ async def insert_new_calls(
     try:
         async with conn.transaction():
             await _relax_commit(conn)
-            ids: list[int] = await conn.fetchval(
-                "SELECT array_agg(nextval(pg_get_serial_sequence('calls', 'id'))) FROM generate_series(1, $1)",
-                len(records))
-            data = BinaryBatch(ids, system_id, records, source, _CACHE)
-            await _copy(conn, "calls", data.calls, ["id", *CALL_COLUMNS])
-            await _copy(conn, "call_segments", data.segments, SEGMENT_COLUMNS)
-            await _copy(conn, "call_ring_attempts", data.rings, RING_COLUMNS)
+            data = BinaryBatch(await _new_ids(conn, len(records)), system_id, records, source, _CACHE)
+            await _copy_batch(conn, data.calls, data.segments, data.rings)
             await _unmapped(conn, system_id, data.seen, unmapped)
         return len(records)
     except store.DATA_ERRORS as exc:
@@ -327,6 +322,78 @@ async def insert_new_calls(
     return len(new)
 
 
+class Encoded(Protocol):
+    """A batch of calls the compiled builder has derived (ingest._cdrbuild.Batch), encoded on demand."""
+
+    @property
+    def call_ids(self) -> list[str]: ...
+
+    def encode(self, ids: Sequence[int], system_id: int, source: str,
+               keep: Sequence[int] | None = None) -> tuple[bytes, bytes, bytes]: ...
+
+    def seen(self, keep: Sequence[int] | None = None) -> dict[str, tuple[datetime, datetime, int]]: ...
+
+
+async def insert_encoded(conn: asyncpg.Connection, system_id: int, batch: Encoded, keep: Sequence[int], *,
+                         careful: list[bool], source: str = "cdr", unmapped: list[Seen] | None = None,
+                         seen_every: int = 0) -> int:
+    """Insert the calls of `batch` at the indices `keep` (distinct call ids) that are not stored yet; how many were.
+
+    Optimistic like insert_new_calls: one COPY per table. When a call is stored already the transaction
+    fails on the unique key; then the stored ones are looked up and left out, and `careful[0]` is set so
+    that later batches look first (a second import of the same file meets nothing but stored calls).
+    `seen_every`: the batch's extensions are registered per run of that many calls (by index), each run
+    checked against the assignments at its own last call, as batches of that size would be.
+    """
+    for _attempt in range(5):
+        if careful[0] and keep:
+            present = await existing_calls(conn, system_id, [batch.call_ids[i] for i in keep])
+            keep = [i for i in keep if batch.call_ids[i] not in present]
+        if not keep:
+            return 0
+        try:
+            async with conn.transaction():
+                await _relax_commit(conn)
+                await _copy_batch(conn, *batch.encode(await _new_ids(conn, len(keep)), system_id, source, keep))
+                seen: list[Seen] = []
+                for run in _runs(keep, seen_every):
+                    seen.extend((ext, first, last, count) for ext, (first, last, count) in batch.seen(run).items())
+                if unmapped is not None:
+                    unmapped.extend(seen)
+                else:
+                    await register_unmapped(conn, system_id, seen)  # one statement for all runs
+            return len(keep)
+        except store.DATA_ERRORS as exc:
+            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+            careful[0] = True  # and again: another writer stored one of them meanwhile
+    raise RuntimeError("calls kept appearing while this batch was written")  # pragma: no cover
+
+
+def _runs(keep: Sequence[int], every: int) -> list[Sequence[int]]:
+    """`keep` cut where the index enters the next run of `every` (all of it when `every` is 0)."""
+    if every <= 0:
+        return [keep]
+    runs: dict[int, list[int]] = {}
+    for index in keep:
+        runs.setdefault(index // every, []).append(index)
+    return list(runs.values())
+
+
+async def _new_ids(conn: asyncpg.Connection, count: int) -> list[int]:
+    """`count` ids drawn from the calls sequence (not necessarily consecutive: the daemon draws too)."""
+    ids: list[int] = await conn.fetchval(
+        "SELECT array_agg(nextval(pg_get_serial_sequence('calls', 'id'))) FROM generate_series(1, $1)", count)
+    return ids
+
+
+async def _copy_batch(conn: asyncpg.Connection, calls: bytes, segments: bytes, rings: bytes) -> None:
+    """A batch's binary COPY data into its three tables, calls first (the details' checks need them)."""
+    await _copy(conn, "calls", calls, ["id", *CALL_COLUMNS])
+    await _copy(conn, "call_segments", segments, SEGMENT_COLUMNS)
+    await _copy(conn, "call_ring_attempts", rings, RING_COLUMNS)
+
+
 async def _copy(conn: asyncpg.Connection, table: str, data: bytes, columns: Sequence[str]) -> None:
     if data:
         # A memoryview: asyncpg would take bytes for a file name.
@@ -336,7 +403,8 @@ async def _copy(conn: asyncpg.Connection, table: str, data: bytes, columns: Sequ
 async def _relax_commit(conn: asyncpg.Connection) -> None:
     # Not waiting for each batch's WAL flush: a crash loses at most the last batches, which
     # running the (idempotent) import again adds back.
-    await conn.execute("SET LOCAL synchronous_commit TO off")
+    # jit off: the triggers' queries over a batch's rows would be compiled anew for every batch.
+    await conn.execute("SET LOCAL synchronous_commit TO off; SET LOCAL jit TO off")
 
 
 async def _write_details(conn: asyncpg.Connection, rows: BatchRows) -> None:

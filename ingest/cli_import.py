@@ -6,10 +6,14 @@ import asyncio
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ingest.errors import ConfigError
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 @click.command("import-cdr")
@@ -22,21 +26,28 @@ from ingest.errors import ConfigError
 @click.option("--replace", is_flag=True, help="Rewrite calls an earlier import stored (never the daemon's).")
 @click.option("--bulk", is_flag=True,
               help="For a first load of a long history: one transaction that sets the calls tables' secondary "
-                   "indexes, foreign keys and report rollup aside and rebuilds them once at the end (about a third "
+                   "indexes, link checks and report rollup aside and redoes them once at the end (about a third "
                    "less CPU for the database server). Holds an exclusive lock on the calls tables until it ends: "
                    "the daemon's writes and reports wait meanwhile; all or nothing (an error rolls it all back). "
                    "Needs the database user that owns the tables. See deploy/OPERATIONS.md.")
+@click.option("--engine", type=click.Choice(["auto", "compiled", "python"]), default="auto", show_default=True,
+              help="compiled: the built-in C reader and call builder (fast); python: the reference code, which "
+                   "also reads --cel files and does --replace; auto: compiled unless --cel or --replace is given.")
+@click.option("--writers", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="Database connections the compiled engine writes over at once (each batch of calls is its own "
+                   "transaction; two keep two server processes busy). --bulk always uses one.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when a terminal].")
 @click.argument("cdr_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.pass_context
 def import_cdr(
     ctx: click.Context, system_name: str | None, cel_path: Path | None, window_minutes: int, replace: bool,
-    bulk: bool, progress: bool | None, cdr_path: Path,
+    bulk: bool, engine: str, writers: int, progress: bool | None, cdr_path: Path,
 ) -> None:
     """Import CDR_PATH (Asterisk's Master.csv) as calls; running it again adds nothing.
 
-    Files of 16 MiB or more without --cel are read by two processes (one groups the rows into
-    calls, the other builds and stores them), to use two cores.
+    By default the compiled engine reads, groups and builds the calls and writes them over
+    --writers connections. With --cel or --replace the Python engine does it; it reads files of
+    16 MiB or more in two processes (one groups the rows into calls, the other builds and stores them).
     """
     from ingest import cdr_import, pg, store
     from ingest.cli import get_config, run_async
@@ -49,7 +60,10 @@ def import_cdr(
     async def go() -> cdr_import.ImportStats:
         target = await asyncio.to_thread(pg.resolve, config.dsn)
         conn = await store.connect(target.dsn)
+        more: list[asyncpg.Connection] = []
         try:
+            if not bulk and engine != "python" and cel_path is None and not replace:
+                more = [await store.connect(target.dsn) for _ in range(writers - 1)]
             configured = [s for s in config.systems if s.name == system_name] if system_name else list(config.systems)
             system = configured[0] if len(configured) == 1 else None
             if system is None and system_name is not None:
@@ -61,12 +75,15 @@ def import_cdr(
                 )
             if not show:
                 return await cdr_import.import_cdr(conn, system, cdr_path, cel_path=cel_path,
-                                                   window=timedelta(minutes=window_minutes), replace=replace, bulk=bulk)
+                                                   window=timedelta(minutes=window_minutes), replace=replace, bulk=bulk,
+                                                   engine=engine, more=more)
             with click.progressbar(length=size, label=cdr_path.name, file=sys.stderr) as bar:
                 return await cdr_import.import_cdr(conn, system, cdr_path, cel_path=cel_path,
                                                    window=timedelta(minutes=window_minutes), replace=replace,
-                                                   bulk=bulk, progress=bar.update)
+                                                   bulk=bulk, progress=bar.update, engine=engine, more=more)
         finally:
+            for extra in more:
+                await extra.close()
             await conn.close()
 
     stats = run_async(go)

@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from test_cdr_import import _COMPARED, run_cli
 
-from ingest import cdr_import, cdr_store, store
+from ingest import cdr_bulk, cdr_import, cdr_store, store
 from ingest.config import SystemConfig
-from ingest.errors import InputFileError
+from ingest.errors import DatabaseError, InputFileError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cdr_synth import write_master_csv
@@ -32,8 +32,10 @@ SELECT (SELECT array_agg(indexdef ORDER BY indexname) FROM pg_indexes
         WHERE tablename IN ('calls', 'call_segments', 'call_ring_attempts')) AS indexes,
        (SELECT array_agg(pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint
         WHERE conrelid IN ('calls'::regclass, 'call_segments'::regclass, 'call_ring_attempts'::regclass)) AS keys,
-       (SELECT array_agg(tgname::text || tgenabled::text ORDER BY tgname) FROM pg_trigger
-        WHERE tgrelid = 'calls'::regclass AND NOT tgisinternal) AS triggers
+       (SELECT array_agg(tgrelid::regclass::text || '.' || tgname::text || tgenabled::text
+                       ORDER BY tgrelid::regclass::text, tgname) FROM pg_trigger
+        WHERE tgrelid IN ('calls'::regclass, 'call_segments'::regclass, 'call_ring_attempts'::regclass)
+          AND NOT tgisinternal) AS triggers
 """
 _ROLLUP = """SELECT day, direction, status, calls, talk_seconds, wait_seconds, transfers FROM report_daily_totals
              WHERE system_id = $1 ORDER BY day, direction, status"""
@@ -128,6 +130,55 @@ async def test_bulk_rolls_everything_back_when_it_fails(db: asyncpg.Connection, 
     assert not db.is_in_transaction()
     stats = await cdr_import.import_cdr(db, SystemConfig(name="failed", timezone="UTC"), master, bulk=True)
     assert stats.calls_stored > 0
+
+
+_ORPHAN = """INSERT INTO call_ring_attempts (call_pk, seq, extension, start_time, outcome)
+             VALUES ($1, 1, '101', now(), 'no_answer')"""
+_CALL = """INSERT INTO calls (system_id, call_id, direction, status, reason, start_time, end_time, wait_seconds,
+                              talk_seconds, duration_seconds, transfer_count)
+           VALUES ($1, 'x', 'incoming', 'missed', 'abandoned', now(), now(), 0, 0, 0, 0) RETURNING id"""
+
+
+@pytest.mark.asyncio
+async def test_bulk_checks_every_detail_has_its_call(db: asyncpg.Connection, tmp_path: Path) -> None:
+    """With the detail tables' link checks off during the load, the end of the load finds a ring attempt without
+    its call and rolls everything back; with them kept on (--keep-keys) the orphan is refused at once."""
+    master = _master(tmp_path, 1200)
+    upkeep = dict(await db.fetchrow(_UPKEEP))
+    system_id = await store.ensure_system(db, SystemConfig(name="s", timezone="UTC"))
+    load = await cdr_bulk.begin(db)
+    assert [t for _, t in load.detail_checks] == ["call_segments_call_check", "call_ring_attempts_call_check"]
+    await db.execute(_ORPHAN, 424242)  # accepted for now: the check is off
+    await db.execute(_CALL, system_id)
+    with pytest.raises(DatabaseError, match="call_ring_attempts has rows for call_pk 424242"):
+        await cdr_bulk.finish(db, load, system_id)
+    await cdr_bulk.abort(load)  # as import_cdr does when finish fails: harmless, the error above stands
+    assert not db.is_in_transaction()
+    assert await db.fetchval("SELECT count(*) FROM calls") == 0
+    assert await db.fetchval("SELECT count(*) FROM call_ring_attempts") == 0
+    assert dict(await db.fetchrow(_UPKEEP)) == upkeep
+    # --keep-keys: the checks stay on (and find this transaction holds calls exclusively: no row locks).
+    cdr_bulk.DISABLE_DETAIL_CHECKS = False
+    try:
+        load = await cdr_bulk.begin(db)
+        assert load.detail_checks == []
+        async with db.transaction():  # a savepoint, as each batch of the import is
+            pk = await db.fetchval(_CALL, system_id)
+            await db.execute(_ORPHAN, pk)
+        # The call is not locked row by row: the load holds the calls tables exclusively.
+        assert await db.fetchval("SELECT xmax::text FROM calls WHERE id = $1", pk) == "0"
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            async with db.transaction():
+                await db.execute(_ORPHAN, 424242)
+        await cdr_bulk.abort(load)
+    finally:
+        cdr_bulk.DISABLE_DETAIL_CHECKS = True
+    assert dict(await db.fetchrow(_UPKEEP)) == upkeep
+    # A sound load passes the end check.
+    stats = await cdr_import.import_cdr(db, SystemConfig(name="s", timezone="UTC"), master, bulk=True)
+    assert stats.calls_stored > 0
+    assert await db.fetchval("SELECT count(*) FROM call_segments") > 0
+    assert dict(await db.fetchrow(_UPKEEP)) == upkeep
 
 
 @pytest.mark.asyncio

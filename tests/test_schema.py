@@ -123,10 +123,12 @@ async def test_bad_roles_numbers_and_assignment_periods_are_rejected(db: asyncpg
 async def test_init_schema_twice_changes_nothing(db: asyncpg.Connection) -> None:
     version = store.schema_file_version()
     tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-    before_tables = await db.fetchval(tables)
+    triggers = "SELECT array_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal"
+    keys = "SELECT array_agg(conname ORDER BY conname) FROM pg_constraint WHERE contype = 'f'"
+    before = [await db.fetchval(q) for q in (tables, triggers, keys)]
     applied_at = await db.fetchval("SELECT applied_at FROM schema_version")
     assert await store.init_schema(db) == (version, version)
     assert await store.init_schema(db) == (version, version)
-    assert await db.fetchval(tables) == before_tables
+    assert [await db.fetchval(q) for q in (tables, triggers, keys)] == before
     assert await db.fetchval("SELECT applied_at FROM schema_version") == applied_at
     assert await db.fetchval("SELECT count(*) FROM schema_version") == 1

@@ -1,0 +1,19 @@
+class Row:
+    line: int
+    src: str
+    dst: str
+    dcontext: str
+    clid: str
+    channel: str
+    dstchannel: str
+    lastapp: str
+    lastdata: str
+    disposition: str
+    uniqueid: str
+    linkedid: str
+    accountcode: str
+    start: int
+    end: int
+    answer: int
+    has_answer: bool
+    billsec: int

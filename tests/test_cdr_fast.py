@@ -1,0 +1,107 @@
+"""The compiled CDR import engine (ingest/cdr_fast.py over the Cython modules) stores exactly what the
+Python engine stores: one connection or two, a first import or a repeated or partial one, and --bulk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+from test_cdr_bulk import _master, _stored, _summary
+from test_cdr_import import run_cli
+
+from ingest import cdr_fast, cdr_import
+from ingest.config import SystemConfig
+from ingest.errors import ConfigError
+
+
+def _system(name: str) -> SystemConfig:
+    return SystemConfig(name=name, timezone="Asia/Tehran")
+
+
+def test_the_compiled_engine_is_built() -> None:
+    """The test environment builds it (`pip install -e .`); without it these tests would test nothing."""
+    assert cdr_fast.available()
+
+
+@pytest.mark.asyncio
+async def test_compiled_engine_stores_what_the_python_engine_stores(db: asyncpg.Connection, db_dsn: str,
+                                                                    tmp_path: Path) -> None:
+    """Same file: Python engine, compiled over one connection, compiled over two, compiled --bulk: the same
+    calls, segments, ring attempts, rollup, unmapped extensions and counts; a second run adds nothing."""
+    master = _master(tmp_path, 9000)
+    second = await asyncpg.connect(db_dsn)
+    try:
+        ways: dict[str, tuple[str, list[asyncpg.Connection], bool]] = {
+            "python": ("python", [], False), "compiled": ("compiled", [], False),
+            "compiled-2": ("compiled", [second], False), "compiled-bulk": ("compiled", [second], True),
+        }
+        summaries = {}
+        for name, (engine, more, bulk) in ways.items():
+            stats = await cdr_import.import_cdr(db, _system(name), master, engine=engine, more=more, bulk=bulk,
+                                                parallel=False if engine == "python" else None)
+            summaries[name] = _summary(stats)
+        stored = {name: await _stored(db, name) for name in ways}
+        again = await cdr_import.import_cdr(db, _system("compiled-2"), master, engine="compiled", more=[second])
+    finally:
+        await second.close()
+    reference = stored["python"]
+    assert len(reference["calls"]) > 6000
+    for name in ways:
+        assert summaries[name] == summaries["python"], name
+        assert stored[name] == reference, name
+    rows_read, _built, calls_stored, calls_present, skipped = summaries["python"]
+    assert (again.rows_read, again.calls_stored, dict(again.skipped)) == (rows_read, 0, skipped)
+    assert again.calls_present == calls_stored + calls_present
+
+
+@pytest.mark.asyncio
+async def test_compiled_import_completes_a_partial_one(db: asyncpg.Connection, db_dsn: str, tmp_path: Path) -> None:
+    """A file whose first part is stored already (an interrupted import, or the daemon's calls): two writers
+    store the rest, each call once, and the result is what one import of the whole file stores."""
+    master = _master(tmp_path, 6000)
+    lines = master.read_text(encoding="utf-8").splitlines(keepends=True)
+    first_part = tmp_path / "first.csv"
+    first_part.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    second = await asyncpg.connect(db_dsn)
+    try:
+        await cdr_import.import_cdr(db, _system("partial"), first_part, engine="python")
+        before = await db.fetchval("SELECT count(*) FROM calls")
+        stats = await cdr_import.import_cdr(db, _system("partial"), master, engine="compiled", more=[second])
+        whole_stats = await cdr_import.import_cdr(db, _system("whole"), master, engine="compiled")
+    finally:
+        await second.close()
+    assert before > 1000
+    # Every call of the first part met again and left alone (plus the file's own repeated call id).
+    assert stats.calls_present == before + whole_stats.calls_present
+    assert stats.calls_stored == whole_stats.calls_stored - before
+    partial, whole = await _stored(db, "partial"), await _stored(db, "whole")
+    # The same calls; those cut by the end of the first part keep the legs they had then.
+    assert [c["call_id"] for c in partial["calls"]] == [c["call_id"] for c in whole["calls"]]
+    assert [u["extension"] for u in partial["unmapped"]] == [u["extension"] for u in whole["unmapped"]]
+
+
+@pytest.mark.asyncio
+async def test_engine_choices_are_checked(db: asyncpg.Connection, tmp_path: Path) -> None:
+    master = _master(tmp_path, 100)
+    with pytest.raises(ConfigError, match="CEL"):
+        await cdr_import.import_cdr(db, _system("x"), master, engine="compiled", cel_path=master)
+    with pytest.raises(ConfigError, match="engine"):
+        await cdr_import.import_cdr(db, _system("x"), master, engine="fortran")
+
+
+def test_cli_engine_and_writers(db_dsn: str, tmp_path: Path) -> None:
+    """`--engine compiled` with `--cel` is a clear error, no traceback; `--writers 2` imports."""
+    master = _master(tmp_path, 2000)
+    result = run_cli(db_dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--engine", "compiled", "--cel",
+                     str(master), str(master))
+    assert result.exit_code != 0
+    assert "CEL" in result.output
+    assert "Traceback" not in result.output
+    result = run_cli(db_dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--writers", "2", "--no-progress",
+                     str(master))
+    assert result.exit_code == 0, result.output
+    assert "calls stored: " in result.output
+    result = run_cli(db_dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--writers", "9", str(master))
+    assert result.exit_code == 2
+    assert "--writers" in result.output
