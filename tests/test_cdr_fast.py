@@ -3,6 +3,7 @@ Python engine stores: one connection or two, a first import or a repeated or par
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -105,3 +106,45 @@ def test_cli_engine_and_writers(db_dsn: str, tmp_path: Path) -> None:
     result = run_cli(db_dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--writers", "9", str(master))
     assert result.exit_code == 2
     assert "--writers" in result.output
+
+
+_RUN = 5000  # multiple of 1000: the grouper's expiry checks come every 1000 rows
+
+
+def _leg(number: int, uniqueid: str, start: str, end: str) -> str:
+    """One answered inbound CDR row on 2024-03-20 (local times HH:MM:SS), its channels numbered `number`."""
+    return (f'"","0912{number:07d}","02191001000","from-trunk","""" <0912{number:07d}>",'
+            f'"PJSIP/trunk-{2 * number:08x}","PJSIP/101-{2 * number + 1:08x}","Dial","PJSIP/101,20",'
+            f'"2024-03-20 {start}","2024-03-20 {start}","2024-03-20 {end}",60,60,"ANSWERED","DOCUMENTATION",'
+            f'"{uniqueid}",""\n')
+
+
+@pytest.mark.asyncio
+async def test_with_two_writers_the_first_of_a_repeated_call_id_stands(db: asyncpg.Connection, db_dsn: str,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same call id twice (a PBX restart) in two calls that end up in consecutive batches, written at
+    once over two connections: the later batch waits for the earlier one, so the first call stands."""
+    # _RUN - 1 calls, the first of the two (finished at an expiry check), _RUN calls ending later, the second
+    # (finished first at the end of the file): batches of _RUN calls are [.., first], [second, ..], and the
+    # second batch's first row reaches the server before the first batch's last one, were it not held.
+    rows = [_leg(n, f"1710900000.{n}", "09:00:00", "09:01:00") for n in range(1, _RUN)]
+    rows.append(_leg(50000, "1710999999.7", "10:00:00", "10:01:00"))
+    rows += [_leg(n, f"1710900000.{n}", "10:59:00", "11:00:00") for n in range(_RUN, 2 * _RUN)]
+    rows.append(_leg(60000, "1710999999.7", "10:40:00", "10:41:00"))
+    master = tmp_path / "Master.csv"
+    master.write_text("".join(rows), encoding="utf-8")
+    monkeypatch.setattr(cdr_import, "FAST_BATCH_CALLS", _RUN)
+    second = await asyncpg.connect(db_dsn)
+    try:
+        for attempt in range(3):  # a race, were it not prevented: give it several chances
+            name = f"restart-{attempt}"
+            stats = await cdr_import.import_cdr(db, _system(name), master, engine="compiled", more=[second],
+                                                window=timedelta(minutes=1))
+            assert (stats.calls_built, stats.calls_stored, stats.calls_present) == (2 * _RUN + 1, 2 * _RUN, 1)
+            start = await db.fetchval(
+                "SELECT c.start_time FROM calls c JOIN telephone_systems s ON s.id = c.system_id "
+                "WHERE s.name = $1 AND c.call_id = '1710999999.7'", name)
+            assert start == datetime(2024, 3, 20, 6, 30, tzinfo=UTC)  # 10:00 in Tehran: the first one
+    finally:
+        await second.close()
