@@ -226,7 +226,17 @@ DECLARE
     me xid := pg_current_xact_id()::xid;
     missing bigint;
     others bigint;
+    fresh text := current_setting('calltrail.new_calls', true);
 BEGIN
+    -- The usual case, a batch's details written right after its calls: when every call_pk is in the
+    -- unbroken range of ids this transaction's last insert into calls wrote (calls_system_check notes it;
+    -- deleting calls or changing their ids forgets it), the parents exist and are this transaction's own
+    -- (nobody else can delete them before it ends). One scan of the new rows; no lookups.
+    IF fresh <> '' AND NOT EXISTS (
+            SELECT 1 FROM calls_detail_new
+            WHERE call_pk NOT BETWEEN split_part(fresh, ':', 1)::bigint AND split_part(fresh, ':', 2)::bigint) THEN
+        RETURN NULL;
+    END IF;
     -- One index probe per new row: a correlated subquery is never turned into a join, so calls is
     -- never scanned (a join's plan could hash all of calls for every batch: quadratic over an import).
     SELECT min(p.call_pk) FILTER (WHERE p.writer IS NULL), count(*) FILTER (WHERE p.writer <> me)
@@ -272,8 +282,16 @@ DECLARE
     wanted bigint[];
     locked bigint[];
     missing bigint;
+    lo bigint;
+    hi bigint;
+    inserted bigint;
 BEGIN
-    SELECT array_agg(system_id) INTO wanted FROM (SELECT DISTINCT system_id FROM calls_system_new) n;
+    SELECT array_agg(DISTINCT system_id), min(id), max(id), count(*) INTO wanted, lo, hi, inserted
+      FROM calls_system_new;
+    -- The ids this statement inserted, when they are one unbroken range (a batch drawing its ids from
+    -- the sequence at once): calls_detail_check then knows those parents exist without looking.
+    PERFORM set_config('calltrail.new_calls', CASE WHEN inserted = hi - lo + 1 THEN lo || ':' || hi ELSE '' END,
+                       true);
     SELECT array_agg(id) INTO locked
       FROM (SELECT id FROM telephone_systems WHERE id = ANY (wanted) ORDER BY id FOR KEY SHARE) s;
     IF cardinality(wanted) IS DISTINCT FROM cardinality(locked) THEN
@@ -289,6 +307,7 @@ END $fn$;
 CREATE OR REPLACE FUNCTION calls_key_update_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
 -- AFTER UPDATE OF system_id, id ON calls FOR EACH ROW, when one of them changes (upserts change neither).
 BEGIN
+    PERFORM set_config('calltrail.new_calls', '', true);  -- calls_detail_check's range may have lost an id
     IF OLD.system_id IS DISTINCT FROM NEW.system_id THEN
         PERFORM 1 FROM telephone_systems WHERE id = NEW.system_id FOR KEY SHARE;
         IF NOT FOUND THEN
@@ -310,6 +329,7 @@ END $fn$;
 CREATE OR REPLACE FUNCTION calls_delete_details() RETURNS trigger LANGUAGE plpgsql AS $fn$
 -- AFTER DELETE ON calls FOR EACH STATEMENT: what ON DELETE CASCADE did, in one statement per table.
 BEGIN
+    PERFORM set_config('calltrail.new_calls', '', true);  -- calls_detail_check's range may have lost some
     -- By the keys' index (= ANY of an array), never a scan of the details, however few calls go.
     DELETE FROM call_segments WHERE call_pk = ANY (ARRAY(SELECT id FROM calls_deleted));
     DELETE FROM call_ring_attempts WHERE call_pk = ANY (ARRAY(SELECT id FROM calls_deleted));
@@ -320,6 +340,7 @@ CREATE OR REPLACE FUNCTION calls_truncate_details() RETURNS trigger LANGUAGE plp
 -- AFTER TRUNCATE ON calls. The details may be in the same TRUNCATE (then empty, and still open:
 -- truncating them again here would fail), so only tables that still have rows are truncated.
 BEGIN
+    PERFORM set_config('calltrail.new_calls', '', true);  -- calls_detail_check's range is gone
     IF EXISTS (SELECT 1 FROM call_segments) THEN
         TRUNCATE call_segments;
     END IF;

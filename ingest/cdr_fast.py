@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 
 SWITCH_INTERVAL = 0.0002  # seconds; see import_file
+GC_THRESHOLDS = (100_000, 20, 100)  # during an import; see import_file
 
 
 def available() -> bool:
@@ -84,13 +86,14 @@ async def import_file(
     for conn in conns:
         free.put_nowait(conn)
     careful = [False]  # set once a batch met stored calls: later batches check first (a second import)
+    drawing = asyncio.Lock()  # one writer at a time draws its batch's ids: each batch one unbroken range
     # The batches being written, with their call ids: a batch sharing a call id with one of them (the
     # same id twice in a file: a PBX restart) waits for it, so that the first one stands, as in order.
     writing: list[tuple[set[str], asyncio.Task[None]]] = []
 
     async def write(conn: asyncpg.Connection, batch: Batch) -> None:
         try:
-            await _write(conn, system_id, batch, stats, careful, deferred, seen_every)
+            await _write(conn, system_id, batch, stats, careful, deferred, seen_every, drawing)
         finally:
             free.put_nowait(conn)
 
@@ -107,6 +110,9 @@ async def import_file(
     # batch's round trips. The default 5 ms switch interval left the connections idle between them.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # Millions of short-lived rows: the default thresholds ran a collection every 700 of them.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         while True:
             batch = await asyncio.to_thread(produced.next_batch)
@@ -125,6 +131,7 @@ async def import_file(
         await settle([task for _, task in writing])
     finally:
         sys.setswitchinterval(interval)
+        gc.set_threshold(*thresholds)
         for _, task in writing:
             task.cancel()
         await asyncio.gather(*(task for _, task in writing), return_exceptions=True)
@@ -138,7 +145,7 @@ async def import_file(
 
 
 async def _write(conn: asyncpg.Connection, system_id: int, batch: Batch, stats: ImportStats, careful: list[bool],
-                 deferred: list[cdr_store.Seen] | None, seen_every: int) -> None:
+                 deferred: list[cdr_store.Seen] | None, seen_every: int, drawing: asyncio.Lock) -> None:
     keep: list[int] = []
     seen: set[str] = set()
     for index, call_id in enumerate(batch.call_ids):
@@ -150,7 +157,7 @@ async def _write(conn: asyncpg.Connection, system_id: int, batch: Batch, stats: 
         keep.append(index)
     try:
         stored = await cdr_store.insert_encoded(conn, system_id, batch, keep, careful=careful, unmapped=deferred,
-                                                seen_every=seen_every)
+                                                seen_every=seen_every, drawing=drawing)
     except Exception as exc:
         if getattr(exc, "sqlstate", None) is None:
             raise

@@ -19,6 +19,8 @@ Decimals otherwise, as asyncpg would expand a float into the Decimal of its bina
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import struct
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -336,14 +338,16 @@ class Encoded(Protocol):
 
 async def insert_encoded(conn: asyncpg.Connection, system_id: int, batch: Encoded, keep: Sequence[int], *,
                          careful: list[bool], source: str = "cdr", unmapped: list[Seen] | None = None,
-                         seen_every: int = 0) -> int:
+                         seen_every: int = 0, drawing: asyncio.Lock | None = None) -> int:
     """Insert the calls of `batch` at the indices `keep` (distinct call ids) that are not stored yet; how many were.
 
     Optimistic like insert_new_calls: one COPY per table. When a call is stored already the transaction
     fails on the unique key; then the stored ones are looked up and left out, and `careful[0]` is set so
     that later batches look first (a second import of the same file meets nothing but stored calls).
     `seen_every`: the batch's extensions are registered per run of that many calls (by index), each run
-    checked against the assignments at its own last call, as batches of that size would be.
+    checked against the assignments at its own last call, as batches of that size would be. `drawing`,
+    shared by writers on several connections, keeps each batch's ids one unbroken range (the server's
+    check of the details then needs no lookups: schema.sql, calls_detail_check).
     """
     for _attempt in range(5):
         if careful[0] and keep:
@@ -354,7 +358,9 @@ async def insert_encoded(conn: asyncpg.Connection, system_id: int, batch: Encode
         try:
             async with conn.transaction():
                 await _relax_commit(conn)
-                await _copy_batch(conn, *batch.encode(await _new_ids(conn, len(keep)), system_id, source, keep))
+                async with drawing or contextlib.nullcontext():
+                    ids = await _new_ids(conn, len(keep))
+                await _copy_batch(conn, *batch.encode(ids, system_id, source, keep))
                 seen: list[Seen] = []
                 for run in _runs(keep, seen_every):
                     seen.extend((ext, first, last, count) for ext, (first, last, count) in batch.seen(run).items())

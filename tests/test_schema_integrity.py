@@ -246,3 +246,26 @@ async def test_a_version_3_database_is_upgraded_in_place(db: asyncpg.Connection)
     await db.execute("DELETE FROM calls WHERE id = $1", a)
     assert tuple(await db.fetchrow(_DETAILS)) == ([b], None)
     assert await store.init_schema(db) == (4, 4)
+
+
+async def test_the_range_of_new_calls_stands_only_for_calls_still_there(db: asyncpg.Connection) -> None:
+    """calls_detail_check skips its lookups for call_pks in the unbroken id range the transaction's last insert
+    into calls wrote; deleting one of those calls or changing its id forgets the range, so an orphan is still
+    refused, inside and outside the range."""
+    system_id = await system(db)
+    for forget in ("DELETE FROM calls WHERE id = $1", "UPDATE calls SET id = id + 1000000 WHERE id = $1"):
+        async with db.transaction():
+            ids = await calls(db, system_id, "r1", "r2", "r3")
+            assert ids == list(range(ids[0], ids[0] + 3))  # one unbroken range: the fast path
+            assert await db.fetchval("SELECT current_setting('calltrail.new_calls', true)") == f"{ids[0]}:{ids[2]}"
+            await db.execute(_SEGMENT, ids)  # every parent in the range: accepted without lookups
+            await db.execute("DELETE FROM call_segments WHERE call_pk = $1", ids[1])
+            await db.execute(forget, ids[1])
+            with pytest.raises(asyncpg.ForeignKeyViolationError):
+                async with db.transaction():
+                    await db.execute(_SEGMENT, [ids[1]])  # in the old range, but gone
+            with pytest.raises(asyncpg.ForeignKeyViolationError):
+                async with db.transaction():
+                    await db.execute(_RING, [ids[2] + 50])  # outside the range, never there
+            await db.execute(_RING, [ids[0], ids[2]])  # still there: accepted (by lookups now)
+        await db.execute("DELETE FROM calls WHERE system_id = $1", system_id)
