@@ -62,6 +62,11 @@ def import_cdr(
         conn = await store.connect(target.dsn)
         more: list[asyncpg.Connection] = []
         try:
+            # Create or upgrade the schema first, as the daemon does (a version 3 database would keep its
+            # per-row foreign keys: correct but slow).
+            before, after = await store.init_schema(conn)
+            if before != after:
+                click.echo(f"schema {'created' if before is None else 'upgraded'} (version {after})", err=True)
             if not bulk and engine != "python" and cel_path is None and not replace:
                 more = [await store.connect(target.dsn) for _ in range(writers - 1)]
             configured = [s for s in config.systems if s.name == system_name] if system_name else list(config.systems)

@@ -3,11 +3,14 @@ Python engine stores: one connection or two, a first import or a repeated or par
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
+from conftest import with_database
 from test_cdr_bulk import _master, _stored, _summary
 from test_cdr_import import run_cli
 
@@ -148,3 +151,31 @@ async def test_with_two_writers_the_first_of_a_repeated_call_id_stands(db: async
             assert start == datetime(2024, 3, 20, 6, 30, tzinfo=UTC)  # 10:00 in Tehran: the first one
     finally:
         await second.close()
+
+
+def test_cli_creates_or_upgrades_the_schema_first(pg_admin_dsn: str, tmp_path: Path) -> None:
+    """import-cdr into an empty database creates the schema (as the daemon would), then imports."""
+    name = f"calltrail_import_empty_{uuid.uuid4().hex[:8]}"
+
+    async def execute(statement: str) -> None:  # CREATE DATABASE cannot run in a transaction
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    try:
+        dsn = with_database(pg_admin_dsn, name)
+        result = run_cli(dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--no-progress",
+                         str(_master(tmp_path, 500)))
+        assert result.exit_code == 0, result.output
+        assert "schema created (version 4)" in result.output
+        assert int(result.output.split("calls stored: ")[1].split()[0]) > 300
+        again = run_cli(dsn, tmp_path, "import-cdr", "--system", "trace-pbx", "--no-progress",
+                        str(tmp_path / "Master.csv"))
+        assert again.exit_code == 0, again.output
+        assert "schema" not in again.output
+        assert "calls stored: 0" in again.output
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
