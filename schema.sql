@@ -220,6 +220,16 @@ CREATE TABLE IF NOT EXISTS call_ring_attempts (
 -- A bulk load (ingest/cdr_bulk.py) disables the two detail insert checks and checks the whole load at
 -- the end with one anti-join per table, under its exclusive lock.
 
+CREATE OR REPLACE FUNCTION calls_link_missing(tbl text, col text, key bigint, parent text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+-- The error a broken link raises, worded as the foreign keys' own (foreign_key_violation, 23503).
+BEGIN
+    RAISE EXCEPTION 'insert or update on table "%" violates its link to "%": % % is not in %', tbl, parent, col, key,
+                    parent
+        USING ERRCODE = 'foreign_key_violation', TABLE = tbl, COLUMN = col,
+              DETAIL = format('Key (%s)=(%s) is not present in table "%s".', col, key, parent);
+END $fn$;
+
 CREATE OR REPLACE FUNCTION calls_detail_check() RETURNS trigger LANGUAGE plpgsql AS $fn$
 -- AFTER INSERT ... FOR EACH STATEMENT on call_segments and call_ring_attempts.
 DECLARE
@@ -255,10 +265,7 @@ BEGIN
          WHERE p.found IS NULL;
     END IF;
     IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'insert or update on table "%" violates its link to "calls": call_pk % is not in calls',
-                        TG_TABLE_NAME, missing
-            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME, COLUMN = 'call_pk',
-                  DETAIL = format('Key (call_pk)=(%s) is not present in table "calls".', missing);
+        PERFORM calls_link_missing(TG_TABLE_NAME, 'call_pk', missing, 'calls');
     END IF;
     RETURN NULL;
 END $fn$;
@@ -268,10 +275,7 @@ CREATE OR REPLACE FUNCTION calls_detail_update_check() RETURNS trigger LANGUAGE 
 BEGIN
     PERFORM 1 FROM calls WHERE id = NEW.call_pk FOR KEY SHARE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'insert or update on table "%" violates its link to "calls": call_pk % is not in calls',
-                        TG_TABLE_NAME, NEW.call_pk
-            USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME, COLUMN = 'call_pk',
-                  DETAIL = format('Key (call_pk)=(%s) is not present in table "calls".', NEW.call_pk);
+        PERFORM calls_link_missing(TG_TABLE_NAME, 'call_pk', NEW.call_pk, 'calls');
     END IF;
     RETURN NULL;
 END $fn$;
@@ -296,10 +300,7 @@ BEGIN
       FROM (SELECT id FROM telephone_systems WHERE id = ANY (wanted) ORDER BY id FOR KEY SHARE) s;
     IF cardinality(wanted) IS DISTINCT FROM cardinality(locked) THEN
         SELECT min(w) INTO missing FROM unnest(wanted) AS w WHERE w <> ALL (coalesce(locked, '{}'));
-        RAISE EXCEPTION 'insert or update on table "calls" violates its link to "telephone_systems": system_id % is not in telephone_systems',
-                        missing
-            USING ERRCODE = 'foreign_key_violation', TABLE = 'calls', COLUMN = 'system_id',
-                  DETAIL = format('Key (system_id)=(%s) is not present in table "telephone_systems".', missing);
+        PERFORM calls_link_missing('calls', 'system_id', missing, 'telephone_systems');
     END IF;
     RETURN NULL;
 END $fn$;
@@ -311,10 +312,7 @@ BEGIN
     IF OLD.system_id IS DISTINCT FROM NEW.system_id THEN
         PERFORM 1 FROM telephone_systems WHERE id = NEW.system_id FOR KEY SHARE;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'insert or update on table "calls" violates its link to "telephone_systems": system_id % is not in telephone_systems',
-                            NEW.system_id
-                USING ERRCODE = 'foreign_key_violation', TABLE = 'calls', COLUMN = 'system_id',
-                      DETAIL = format('Key (system_id)=(%s) is not present in table "telephone_systems".', NEW.system_id);
+            PERFORM calls_link_missing('calls', 'system_id', NEW.system_id, 'telephone_systems');
         END IF;
     END IF;
     IF OLD.id IS DISTINCT FROM NEW.id AND (EXISTS (SELECT 1 FROM call_segments WHERE call_pk = OLD.id)

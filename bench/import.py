@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import itertools
 import os
 import shutil
 import sys
@@ -91,22 +90,16 @@ def parse_only(path: Path) -> tuple[int, int, float, float]:
 
 def parse_only_compiled(path: Path) -> tuple[int, int, float, float]:
     """parse_only for the compiled engine: rows read, calls built and encoded, wall and CPU seconds."""
-    from zoneinfo import ZoneInfo
-
-    from ingest import _cdrbuild, _cdrgroup
-    from ingest.cdr_calls import CallBuilder
-    from ingest.cdr_csv import LocalTimes
+    from ingest import cdr_fast
 
     stats = cdr_import.ImportStats()
     started, cpu = time.perf_counter(), time.process_time()
-    zone = ZoneInfo(SYSTEM.timezone)
-    groups = _cdrgroup.Groups(str(path), zone, cdr_import.DEFAULT_WINDOW.total_seconds(), LocalTimes(zone).parse)
+    produced = cdr_fast.Produced(path, SYSTEM, cdr_import.DEFAULT_WINDOW, cdr_import.FAST_BATCH_CALLS, stats)
     calls = 0
-    for batch in _cdrbuild.Builder(CallBuilder(SYSTEM)).batches(
-            itertools.chain.from_iterable(groups), cdr_import.FAST_BATCH_CALLS, stats, str(path)):
+    while (batch := produced.next_batch()) is not None:
         batch.encode(range(calls, calls + batch.count), 1, "cdr")
         calls += batch.count
-    return groups.rows_read, calls, time.perf_counter() - started, time.process_time() - cpu
+    return produced.groups.rows_read, calls, time.perf_counter() - started, time.process_time() - cpu
 
 
 async def full_import(dsn: str, path: Path, *, bulk: bool, parallel: bool | None, engine: str, writers: int

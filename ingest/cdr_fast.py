@@ -53,14 +53,16 @@ def require() -> None:
                           "(it needs a C compiler), or import with --engine python")
 
 
-class _Produced:
-    """The compiled pipeline over one file: batches of built calls, and the reader's counters."""
+class Produced:
+    """The compiled pipeline over one file: batches of built calls, and the reader's counters (`groups`)."""
 
-    def __init__(self, path: Path, system: SystemConfig, zone_parse: LocalTimes, window: timedelta,
-                 batch_size: int, stats: ImportStats) -> None:
+    def __init__(self, path: Path, system: SystemConfig, window: timedelta, batch_size: int,
+                 stats: ImportStats) -> None:
         from ingest import _cdrbuild, _cdrgroup
+        from ingest.cdr_import import zone_of
 
-        self.groups = _cdrgroup.Groups(str(path), zone_parse.zone, window.total_seconds(), zone_parse.parse)
+        times = LocalTimes(zone_of(system))
+        self.groups = _cdrgroup.Groups(str(path), times.zone, window.total_seconds(), times.parse)
         builder = _cdrbuild.Builder(CallBuilder(system))
         # Groups yields the calls finished at each expiry check, a list at a time.
         self.batches: Iterator[Batch] = builder.batches(itertools.chain.from_iterable(self.groups), batch_size, stats,
@@ -79,9 +81,7 @@ async def import_file(
 
     `seen_every` and `deferred`: see cdr_store.insert_encoded.
     """
-    from ingest.cdr_import import zone_of
-
-    produced = _Produced(path, system, LocalTimes(zone_of(system)), window, batch_size, stats)
+    produced = Produced(path, system, window, batch_size, stats)
     free: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
     for conn in conns:
         free.put_nowait(conn)
@@ -91,9 +91,9 @@ async def import_file(
     # same id twice in a file: a PBX restart) waits for it, so that the first one stands, as in order.
     writing: list[tuple[set[str], asyncio.Task[None]]] = []
 
-    async def write(conn: asyncpg.Connection, batch: Batch) -> None:
+    async def write(conn: asyncpg.Connection, batch: Batch, keep: list[int]) -> None:
         try:
-            await _write(conn, system_id, batch, stats, careful, deferred, seen_every, drawing)
+            await _write(conn, system_id, batch, keep, stats, careful, deferred, seen_every, drawing)
         finally:
             free.put_nowait(conn)
 
@@ -122,12 +122,14 @@ async def import_file(
                 reported = done
             if batch is None:
                 break
-            ids = set(batch.call_ids)
+            keep, ids = _first_of_each(batch.call_ids)
+            # The same call id twice in one batch (a PBX restart reusing ids): the first one stands.
+            stats.calls_present += batch.count - len(keep)
             await settle([task for earlier, task in writing if not task.done() and not earlier.isdisjoint(ids)])
             conn = await free.get()  # at most one batch per connection in memory, besides the one built
             await settle(())
             writing = [(earlier, task) for earlier, task in writing if not task.done()]
-            writing.append((ids, asyncio.create_task(write(conn, batch))))
+            writing.append((ids, asyncio.create_task(write(conn, batch, keep))))
         await settle([task for _, task in writing])
     finally:
         sys.setswitchinterval(interval)
@@ -144,17 +146,20 @@ async def import_file(
     stats.skipped.update(groups.skipped)
 
 
-async def _write(conn: asyncpg.Connection, system_id: int, batch: Batch, stats: ImportStats, careful: list[bool],
-                 deferred: list[cdr_store.Seen] | None, seen_every: int, drawing: asyncio.Lock) -> None:
+def _first_of_each(call_ids: Sequence[str]) -> tuple[list[int], set[str]]:
+    """The indices of each call id's first occurrence, and the set of the ids."""
     keep: list[int] = []
     seen: set[str] = set()
-    for index, call_id in enumerate(batch.call_ids):
-        if call_id in seen:
-            # The same call id twice in one file (a PBX restart reusing ids): the first one stands.
-            stats.calls_present += 1
-            continue
-        seen.add(call_id)
-        keep.append(index)
+    for index, call_id in enumerate(call_ids):
+        if call_id not in seen:
+            seen.add(call_id)
+            keep.append(index)
+    return keep, seen
+
+
+async def _write(conn: asyncpg.Connection, system_id: int, batch: Batch, keep: list[int], stats: ImportStats,
+                 careful: list[bool], deferred: list[cdr_store.Seen] | None, seen_every: int,
+                 drawing: asyncio.Lock) -> None:
     try:
         stored = await cdr_store.insert_encoded(conn, system_id, batch, keep, careful=careful, unmapped=deferred,
                                                 seen_every=seen_every, drawing=drawing)

@@ -400,18 +400,18 @@ async def import_cdr(
 
     if engine not in ("auto", "compiled", "python"):
         raise ConfigError(f"engine: {engine!r} is not one of auto, compiled, python")
+    # What only the Python engine does: CEL, --replace, and (asked for explicitly) the grouping process.
+    eligible = cel_path is None and not replace and not parallel
     if engine == "compiled":
-        if cel_path is not None or replace or parallel:
+        if not eligible:
             raise ConfigError("the compiled importer reads no CEL file, does not --replace and needs no grouping "
                               "process: use --engine python")
         cdr_fast.require()
-    # An explicit `parallel` asks for the Python engine's grouping process.
-    compiled = engine == "compiled" or (engine == "auto" and cel_path is None and not replace and not parallel
-                                        and cdr_fast.available())
+    compiled = engine == "compiled" or (engine == "auto" and eligible and cdr_fast.available())
     if compiled:
         parallel = False
     else:
-        if engine == "auto" and cel_path is None and not replace and not parallel:
+        if engine == "auto" and eligible:
             log.info("the compiled CDR importer is not built (reinstall with a C compiler: `pip install -e .`); "
                      "using the Python engine, about five times slower")
         if parallel is None:
